@@ -1,0 +1,192 @@
+"""The ``jobkit`` command. Exit codes: 0 ok, 1 a user error (message on stderr), 2 bad usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from .durations import DurationError, parse_duration
+from .errors import ConfigError, JobkitError
+from .loader import load_project
+from .model import Project
+from .settings import Settings
+
+__all__ = ["main"]
+
+
+class UserError(Exception):
+    """A message for the person at the terminal; exit code 1."""
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _project(settings: Settings) -> Project:
+    return load_project(settings.jobs_path)
+
+
+# -- commands --------------------------------------------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = _settings()
+    project = _project(settings)
+    print(f"{settings.jobs_path}: ok ({len(project.queues)} queues, {len(project.tasks)} tasks)")
+    return 0
+
+
+def _worker_argv(project: Project, extra: Sequence[str]) -> list[str]:
+    shutdown_ms = int(project.worker.shutdown_timeout.total_seconds() * 1000)
+    return [
+        sys.executable, "-m", "dramatiq", "jobkit.actors",
+        "--processes", str(project.worker.processes),
+        "--threads", str(project.worker.threads),
+        "--worker-shutdown-timeout", str(max(shutdown_ms, 100)),
+        *extra,
+    ]  # fmt: skip
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    project = _project(_settings())  # refuse a broken file once, here, with the same text the workers would print
+    argv = _worker_argv(project, args.dramatiq_args)
+    os.execv(argv[0], argv)
+    return 0  # pragma: no cover - execv does not return
+
+
+def cmd_dispatch(args: argparse.Namespace) -> int:
+    from .client import Client
+
+    try:
+        payload = json.loads(args.payload) if args.payload else {}
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--payload is not JSON: {exc.msg} at character {exc.pos + 1}") from None
+    if not isinstance(payload, dict):
+        raise UserError(f'--payload must be a JSON object like \'{{"to": "a@b.c"}}\', found {type(payload).__name__}')
+    options: dict[str, Any] = {}
+    if args.delay:
+        try:
+            options["delay"] = parse_duration(args.delay)
+        except DurationError as exc:
+            raise UserError(f"--delay: {exc}") from None
+    if args.at:
+        try:
+            options["at"] = datetime.fromisoformat(args.at)
+        except ValueError:
+            raise UserError(f"--at: expected an ISO time like 2026-01-31T09:00:00+00:00, found {args.at!r}") from None
+    if args.queue:
+        options["queue"] = args.queue
+    client = Client.from_env()
+    ref = client.dispatch(args.task, **options, **payload)
+    print(ref.id)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from .redis_server import EmbeddedRedis
+
+    settings = _settings()
+    project = _project(settings)
+    env = dict(os.environ)
+    redis_server: EmbeddedRedis | None = None
+    if settings.embedded:
+        redis_server = EmbeddedRedis(settings.data_dir.resolve() / "redis", socket=settings.embedded_socket)
+        redis_server.start()
+        env["REDIS_URL"] = redis_server.url
+        print(f"jobkit: embedded Redis on {redis_server.url} (data in {redis_server.directory})", flush=True)
+    else:
+        print(f"jobkit: using Redis at {settings.effective_redis_url().split('@')[-1]}", flush=True)
+
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        if stopping:  # a second signal: hard stop (workers hand their tasks back to Redis on the way out)
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            return
+        stopping = True
+        print("jobkit: stopping (waiting for running tasks; press Ctrl-C again to stop at once)", flush=True)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        # Own sessions: Ctrl-C reaches jobkit up alone, which then sends each child exactly one SIGTERM.
+        children.append(subprocess.Popen(_worker_argv(project, []), env=env, start_new_session=True))
+        print(
+            f"jobkit: {project.worker.processes} worker process(es) x {project.worker.threads} threads "
+            f"on queues {', '.join(project.queue_names())}",
+            flush=True,
+        )
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+        if not stopping:
+            print("jobkit: a child process exited unexpectedly; stopping the rest", file=sys.stderr, flush=True)
+            stop(signal.SIGTERM, None)
+        for child in children:
+            child.wait()
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+    failed = [child.returncode for child in children if child.returncode not in (0, None)]
+    return 1 if failed else 0
+
+
+# -- parser ----------------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobkit", description="Background jobs declared in YAML, run by Dramatiq.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("check", help="validate jobs.yaml; exit 0 ok, 1 config errors").set_defaults(func=cmd_check)
+    sub.add_parser("up", help="everything in one: embedded Redis (unless REDIS_URL), workers").set_defaults(func=cmd_up)
+
+    worker = sub.add_parser("worker", help="run the workers (dramatiq jobkit.actors with jobs.yaml's worker settings)")
+    worker.add_argument("dramatiq_args", nargs=argparse.REMAINDER, help="extra flags passed to dramatiq")
+    worker.set_defaults(func=cmd_worker)
+
+    dispatch = sub.add_parser("dispatch", help="enqueue one task and print its id")
+    dispatch.add_argument("task", help="task name, e.g. email:send")
+    dispatch.add_argument("--payload", help="JSON object of keyword arguments")
+    when = dispatch.add_mutually_exclusive_group()
+    when.add_argument("--delay", help="run after this long, e.g. 5m")
+    when.add_argument("--at", help="run at this ISO time, e.g. 2026-01-31T09:00:00+00:00")
+    dispatch.add_argument("--queue", help="queue instead of the task's own")
+    dispatch.set_defaults(func=cmd_dispatch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except (JobkitError, UserError) as exc:
+        print(f"jobkit: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, RedisError) as exc:
+        # Redis down, socket missing: say so, never a traceback.
+        where = _settings().effective_redis_url().split("@")[-1]
+        print(
+            f"jobkit: cannot reach Redis at {where}: {exc} (is `jobkit up` running? is REDIS_URL right?)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Task handlers used by the tests. Each records its attempts in Redis (JOBKIT_TEST_REDIS_URL) under ``key``."""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import cache
+
+import redis
+
+from jobkit import SkipRetry
+
+
+@cache
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+def _record(key: str) -> int:
+    client = _redis(os.environ["JOBKIT_TEST_REDIS_URL"])
+    client.rpush(f"{key}:times", repr(time.time()))
+    return int(client.incr(f"{key}:count"))
+
+
+def record(key: str, value: str = "") -> None:
+    _record(key)
+
+
+def flaky(key: str, failures: int) -> None:
+    """Fails ``failures`` times, then succeeds."""
+    if _record(key) <= failures:
+        raise RuntimeError(f"flaky failure number {_redis(os.environ['JOBKIT_TEST_REDIS_URL']).get(key + ':count')}")
+
+
+def always_fails(key: str) -> None:
+    attempt = _record(key)
+    raise ConnectionError(f"attempt {attempt} failed")
+
+
+def permanent(key: str) -> None:
+    _record(key)
+    raise SkipRetry("bad input, do not retry")
+
+
+def bad_value(key: str) -> None:
+    _record(key)
+    raise ValueError("listed in skip_retry_on")
+
+
+def slow(key: str, seconds: float) -> None:
+    """Records a start, sleeps, then records a finish under ``key:done``."""
+    _record(key)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:  # a loop, so a time limit can interrupt it
+        time.sleep(0.01)
+    _redis(os.environ["JOBKIT_TEST_REDIS_URL"]).incr(f"{key}:done")
+
+
+def noop() -> None:
+    return None
+
+
+def greet(name: str, greeting: str = "hello", *, loud: bool = False) -> None:
+    return None
+
+
+NOT_A_FUNCTION = 42

@@ -13,6 +13,7 @@ What changes against the stock broker, each inside the one round trip Dramatiq a
 
 from __future__ import annotations
 
+import math
 import time
 from importlib.resources import files
 from typing import Any, cast
@@ -131,7 +132,9 @@ class JobkitBroker(RedisBroker):
             self.do_enqueue(message.queue_name, rid, message.encode())
         else:
             kind = "retry" if message.options.get("jobkit_retry") else "scheduled"
-            self.do_schedule(message.queue_name, rid, message.encode(), current_millis() + int(delay), kind)
+            # Rounded up: a task never becomes due before the time asked for.
+            due = math.ceil(time.time() * 1000 + delay)
+            self.do_schedule(message.queue_name, rid, message.encode(), due, kind)
         self.emit_after("enqueue", message, delay)
         return message
 

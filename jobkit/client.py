@@ -144,13 +144,13 @@ class Client:
             if not isinstance(at, datetime):
                 raise DispatchError(f"{task}: at must be a datetime, found {type(at).__name__}")
             # A naive datetime is local time, as datetime.timestamp() reads it.
-            return max(0, int((at.timestamp() - time.time()) * 1000)) or None
+            return max(0, math.ceil((at.timestamp() - time.time()) * 1000)) or None
         if delay is None:
             return None
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
         if seconds < 0:
             raise DispatchError(f"{task}: delay cannot be negative, found {delay!r}")
-        return int(seconds * 1000) or None
+        return math.ceil(seconds * 1000) or None
 
 
 _default: Client | None = None

@@ -115,8 +115,16 @@ if maintenance == "1" then
 end
 
 if command == "enqueue" then
+    -- ARGV: rid, data[, claim key, claim ttl ms]. With a claim key, enqueue only if nobody claimed it before:
+    -- claim and enqueue are one atomic step (the scheduler fires each nominal time exactly once this way).
+    if ARGV[11] and ARGV[11] ~= "" then
+        if not redis.call("set", ARGV[11], ARGV[9], "NX", "PX", tonumber(ARGV[12])) then
+            return 0
+        end
+    end
     redis.call("hset", messages, ARGV[9], ARGV[10])
     redis.call("rpush", pending, ARGV[9])
+    return 1
 
 elseif command == "schedule" then
     -- ARGV: rid, data, due_ms, "scheduled" | "retry"

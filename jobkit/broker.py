@@ -124,12 +124,24 @@ class JobkitBroker(RedisBroker):
 
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
         """Enqueue ``message`` now, or after ``delay`` milliseconds (any length: it waits in Redis)."""
+        enqueued = self._enqueue(message, delay, None)
+        assert enqueued is not None
+        return enqueued
+
+    def enqueue_once(self, message: Message[Any], claim_key: str, claim_ttl_ms: int) -> Message[Any] | None:
+        """Enqueue ``message`` now unless ``claim_key`` is already claimed (then return None). The claim and the
+        enqueue are one atomic step, so of any number of callers with the same key exactly one enqueues."""
+        return self._enqueue(message, None, (claim_key, claim_ttl_ms))
+
+    def _enqueue(self, message: Message[Any], delay: int | None, claim: tuple[str, int] | None) -> Message[Any] | None:
         message = message.copy(options={"redis_message_id": str(uuid4())})
         message.options.pop("eta", None)
         self.emit_before("enqueue", message, delay)
         rid = message.options["redis_message_id"]
         if delay is None or delay <= 0:
-            self.do_enqueue(message.queue_name, rid, message.encode())
+            claim_args = (claim[0], claim[1]) if claim else ()
+            if not self.do_enqueue(message.queue_name, rid, message.encode(), *claim_args):
+                return None
         else:
             kind = "retry" if message.options.get("jobkit_retry") else "scheduled"
             # Rounded up: a task never becomes due before the time asked for.

@@ -120,3 +120,18 @@ def test_dispatch_refuses_what_the_task_cannot_take_and_enqueues_nothing(
         call(client)
     assert str(raised.value) == message
     assert all(broker.do_qsize(queue) == 0 for queue in ("critical", "default", "low"))
+
+
+def test_enqueue_once_enqueues_exactly_once_per_claim_key(broker: JobkitBroker, redis_client: redis.Redis) -> None:
+    from dramatiq.message import Message
+
+    def message() -> Message[None]:
+        return Message(queue_name="default", actor_name="test:noop", args=(), kwargs={}, options={})
+
+    first = broker.enqueue_once(message(), f"{broker.namespace}:claim:a", 60_000)
+    second = broker.enqueue_once(message(), f"{broker.namespace}:claim:a", 60_000)
+    other = broker.enqueue_once(message(), f"{broker.namespace}:claim:b", 60_000)
+
+    assert first is not None and other is not None
+    assert second is None
+    assert broker.do_qsize("default") == 2

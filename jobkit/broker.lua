@@ -1,16 +1,26 @@
 -- jobkit's dispatch script: every per-message step of the broker in one round trip.
 --
 -- dispatch(keys=[namespace],
---          args=[command, now_ms, queue, worker_id, heartbeat_timeout_ms, dead_ttl_ms, dead_max, maintenance, ...])
+--          args=[command, now_ms, queue, worker_id, heartbeat_timeout_ms, dead_ttl_ms, dead_max, maintenance,
+--                started, ...command arguments])
 --
--- Keys (ns = namespace, q = queue; "rid" is the id of one enqueue of a message):
+-- "started" carries the start markers that ride along: "<queue>\t<rid>\n..." for messages this worker began
+-- running since its last call (no extra round trip per message).
+--
+-- Keys (ns = namespace, q = queue; a "rid" names one enqueue of a message, its message id stays across retries):
 --   ns:__heartbeats__         zset  worker id -> last heartbeat (ms); written by worker commands only
+--   ns:__acks__.<worker>      set   queues that worker fetched from
 --   ns:__acks__.<worker>.<q>  set   rids fetched by that worker and not yet acked (running or prefetched)
+--   ns:__paused__             set   paused queues
 --   ns:<q>                    list  pending rids, oldest first
---   ns:<q>.msgs               hash  rid -> message for every live rid (pending, fetched, scheduled, retry)
+--   ns:<q>.msgs               hash  rid -> message, for every live rid (pending, fetched, scheduled, retry)
+--   ns:<q>.ids                hash  message id -> its current rid (live or archived)
+--   ns:<q>.active             hash  rid -> started at (ms): running now
 --   ns:<q>.scheduled          zset  rid -> due time (ms): delayed and `at=` tasks
 --   ns:<q>.retry              zset  rid -> due time (ms): failed attempts waiting for their next one
---   ns:<q>.XQ / .XQ.msgs      zset  rid -> archived at (ms) / hash rid -> message with its final error
+--   ns:<q>.XQ / .XQ.msgs      zset  rid -> archived at (ms) / hash rid -> message as its final attempt ended
+--   ns:<q>.done / .done.msgs  zset  message id -> kept until (ms) / hash message id -> completed message
+--   ns:<q>.processed:<day> / .failed:<day>, .processed_total / .failed_total   counters (day = ms // 86400000)
 
 local namespace = KEYS[1]
 local command = ARGV[1]
@@ -21,20 +31,56 @@ local heartbeat_timeout = tonumber(ARGV[5])
 local dead_ttl = tonumber(ARGV[6])
 local dead_max = tonumber(ARGV[7])
 local maintenance = ARGV[8]
+local started = ARGV[9]
+local A = 10 -- first command argument
 
 local heartbeats = namespace .. ":__heartbeats__"
 local acks_prefix = namespace .. ":__acks__."
+local paused_set = namespace .. ":__paused__"
 local queue_acks = acks_prefix .. worker_id .. "." .. queue
 local pending = namespace .. ":" .. queue
 local messages = pending .. ".msgs"
+local ids = pending .. ".ids"
+local active = pending .. ".active"
 local scheduled = pending .. ".scheduled"
 local retry = pending .. ".retry"
 local dead = pending .. ".XQ"
 local dead_messages = dead .. ".msgs"
+local done = pending .. ".done"
+local done_messages = done .. ".msgs"
 local FORWARD_BATCH = 1000
+local COUNTER_TTL = 91 * 86400 -- seconds: 90 days of history
 
 local function heartbeat()
     redis.call("zadd", heartbeats, now, worker_id)
+end
+
+local function mark_started()
+    if started == "" then
+        return
+    end
+    for q, rid in string.gmatch(started, "([^\t\n]+)\t([^\t\n]+)") do
+        -- Only while still held: a marker arriving after its ack must not leave a stale "running" behind.
+        if redis.call("sismember", acks_prefix .. worker_id .. "." .. q, rid) == 1 then
+            redis.call("hset", namespace .. ":" .. q .. ".active", rid, now)
+        end
+    end
+end
+
+local function count(outcome_failed)
+    local day = math.floor(now / 86400000)
+    local processed = pending .. ".processed:" .. day
+    if redis.call("incr", processed) == 1 then
+        redis.call("expire", processed, COUNTER_TTL)
+    end
+    redis.call("incr", pending .. ".processed_total")
+    if outcome_failed then
+        local failed = pending .. ".failed:" .. day
+        if redis.call("incr", failed) == 1 then
+            redis.call("expire", failed, COUNTER_TTL)
+        end
+        redis.call("incr", pending .. ".failed_total")
+    end
 end
 
 -- Move due rids of one sorted set to the end of the pending list.
@@ -59,11 +105,23 @@ local function next_due()
     return best
 end
 
--- Drop archived messages past their age, then the oldest beyond the size cap.
-local function trim_dead()
+-- Forget the id index entry of an archived message that is being dropped.
+local function forget_archived(rid)
+    local data = redis.call("hget", dead_messages, rid)
+    if data then
+        local ok, decoded = pcall(cjson.decode, data)
+        if ok and decoded["message_id"] and redis.call("hget", ids, decoded["message_id"]) == rid then
+            redis.call("hdel", ids, decoded["message_id"])
+        end
+    end
+    redis.call("hdel", dead_messages, rid)
+end
+
+-- Drop archived messages past their age, then the oldest beyond the size cap; completed ones past retention.
+local function trim()
     local expired = redis.call("zrangebyscore", dead, "-inf", now - dead_ttl, "LIMIT", 0, 1000)
     for i = 1, #expired do
-        redis.call("hdel", dead_messages, expired[i])
+        forget_archived(expired[i])
     end
     if #expired > 0 then
         redis.call("zremrangebyrank", dead, 0, #expired - 1)
@@ -72,9 +130,14 @@ local function trim_dead()
     if excess > 0 then
         local oldest = redis.call("zrange", dead, 0, excess - 1)
         for i = 1, #oldest do
-            redis.call("hdel", dead_messages, oldest[i])
+            forget_archived(oldest[i])
         end
         redis.call("zremrangebyrank", dead, 0, excess - 1)
+    end
+    local finished = redis.call("zrangebyscore", done, "-inf", now, "LIMIT", 0, 1000)
+    if #finished > 0 then
+        redis.call("hdel", done_messages, unpack(finished))
+        redis.call("zremrangebyrank", done, 0, #finished - 1)
     end
 end
 
@@ -89,6 +152,7 @@ local function release_worker(worker)
         local queue_pending = namespace .. ":" .. queues[i]
         local rids = redis.call("smembers", worker_acks)
         for j = #rids, 1, -1 do
+            redis.call("hdel", queue_pending .. ".active", rids[j])
             if redis.call("hexists", queue_pending .. ".msgs", rids[j]) == 1 then
                 redis.call("lpush", queue_pending, rids[j])
                 released = released + 1
@@ -109,39 +173,50 @@ local function recover_orphans()
     end
 end
 
+mark_started()
 if maintenance == "1" then
+    heartbeat()
     recover_orphans()
-    trim_dead()
+    trim()
 end
 
 if command == "enqueue" then
-    -- ARGV: rid, data[, claim key, claim ttl ms]. With a claim key, enqueue only if nobody claimed it before:
-    -- claim and enqueue are one atomic step (the scheduler fires each nominal time exactly once this way).
-    if ARGV[11] and ARGV[11] ~= "" then
-        if not redis.call("set", ARGV[11], ARGV[9], "NX", "PX", tonumber(ARGV[12])) then
+    -- args: rid, data, message id[, claim key, claim ttl ms]. With a claim key, enqueue only if nobody claimed it
+    -- before: claim and enqueue are one atomic step (the scheduler fires each nominal time exactly once this way).
+    local rid = ARGV[A]
+    if ARGV[A + 3] and ARGV[A + 3] ~= "" then
+        if not redis.call("set", ARGV[A + 3], rid, "NX", "PX", tonumber(ARGV[A + 4])) then
             return 0
         end
     end
-    redis.call("hset", messages, ARGV[9], ARGV[10])
-    redis.call("rpush", pending, ARGV[9])
+    redis.call("hset", messages, rid, ARGV[A + 1])
+    redis.call("hset", ids, ARGV[A + 2], rid)
+    redis.call("rpush", pending, rid)
     return 1
 
 elseif command == "schedule" then
-    -- ARGV: rid, data, due_ms, "scheduled" | "retry"
-    redis.call("hset", messages, ARGV[9], ARGV[10])
+    -- args: rid, data, message id, due ms, "scheduled" | "retry"
+    local rid = ARGV[A]
+    redis.call("hset", messages, rid, ARGV[A + 1])
+    redis.call("hset", ids, ARGV[A + 2], rid)
     local target = scheduled
-    if ARGV[12] == "retry" then
+    if ARGV[A + 4] == "retry" then
         target = retry
     end
-    redis.call("zadd", target, tonumber(ARGV[11]), ARGV[9])
+    redis.call("zadd", target, tonumber(ARGV[A + 3]), rid)
+    return 1
 
 elseif command == "fetch" then
-    -- Returns {next due time or -1, message, message, ...}.
+    -- args: how many. Returns {next due time or -1, 1 if paused else 0, message, message, ...}.
     heartbeat()
     forward(scheduled)
     forward(retry)
-    local result = {next_due() or -1}
-    local wanted = tonumber(ARGV[9])
+    local result = {next_due() or -1, 0}
+    if redis.call("sismember", paused_set, queue) == 1 then
+        result[2] = 1
+        return result
+    end
+    local wanted = tonumber(ARGV[A])
     local rids = {}
     for i = 1, wanted do
         local rid = redis.call("lpop", pending)
@@ -161,38 +236,59 @@ elseif command == "fetch" then
     return result
 
 elseif command == "heartbeat" then
+    -- Returns 1 if the queue is paused.
     heartbeat()
+    return redis.call("sismember", paused_set, queue)
 
 elseif command == "ack" then
+    -- args: rid, message id, "ok" | "retry", retention ms, completed message
     heartbeat()
-    if redis.call("srem", queue_acks, ARGV[9]) == 1 then
-        redis.call("hdel", messages, ARGV[9])
+    local rid = ARGV[A]
+    if redis.call("srem", queue_acks, rid) == 1 then
+        redis.call("hdel", messages, rid)
+        redis.call("hdel", active, rid)
+        local outcome = ARGV[A + 2]
+        count(outcome == "retry")
+        if outcome == "ok" then
+            local message_id = ARGV[A + 1]
+            if redis.call("hget", ids, message_id) == rid then
+                redis.call("hdel", ids, message_id)
+            end
+            local retention = tonumber(ARGV[A + 3])
+            if retention > 0 then
+                redis.call("zadd", done, now + retention, message_id)
+                redis.call("hset", done_messages, message_id, ARGV[A + 4])
+            end
+        end
     end
 
 elseif command == "nack" then
-    -- ARGV: rid, message as it ended (with its final error)
+    -- args: rid, message as it ended (with its final error)
     heartbeat()
-    if redis.call("srem", queue_acks, ARGV[9]) == 1 then
-        redis.call("hdel", messages, ARGV[9])
-        redis.call("zadd", dead, now, ARGV[9])
-        redis.call("hset", dead_messages, ARGV[9], ARGV[10])
-        trim_dead()
+    local rid = ARGV[A]
+    if redis.call("srem", queue_acks, rid) == 1 then
+        redis.call("hdel", messages, rid)
+        redis.call("hdel", active, rid)
+        redis.call("zadd", dead, now, rid)
+        redis.call("hset", dead_messages, rid, ARGV[A + 1])
+        count(true)
+        trim()
     end
 
 elseif command == "requeue" then
     -- Put fetched-but-unprocessed rids back at the head of the queue, keeping their order.
-    for i = #ARGV, 9, -1 do
-        if redis.call("srem", queue_acks, ARGV[i]) == 1 and redis.call("hexists", messages, ARGV[i]) == 1 then
-            redis.call("lpush", pending, ARGV[i])
+    for i = #ARGV, A, -1 do
+        if redis.call("srem", queue_acks, ARGV[i]) == 1 then
+            redis.call("hdel", active, ARGV[i])
+            if redis.call("hexists", messages, ARGV[i]) == 1 then
+                redis.call("lpush", pending, ARGV[i])
+            end
         end
     end
 
 elseif command == "release" then
     -- A worker stopping at once: everything it still holds goes back to its queue and it stops looking alive.
     return release_worker(worker_id)
-
-elseif command == "purge" then
-    redis.call("del", pending, messages, scheduled, retry, dead, dead_messages, queue_acks)
 
 elseif command == "qsize" then
     return redis.call("hlen", messages)

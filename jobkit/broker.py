@@ -14,7 +14,9 @@ What changes against the stock broker, each inside the one round trip Dramatiq a
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import deque
 from importlib.resources import files
 from typing import Any, cast
 from uuid import uuid4
@@ -33,12 +35,16 @@ _SCRIPT = files("jobkit").joinpath("broker.lua").read_bytes()
 
 #: A worker whose last heartbeat is older than this is dead; its unfinished tasks run again elsewhere.
 HEARTBEAT_TIMEOUT_MS = 15_000
-#: How often each worker sends a heartbeat when it has nothing else to say to Redis.
-HEARTBEAT_INTERVAL_S = 3.0
 #: How often each consumer runs maintenance (orphan recovery, dead-letter trimming) along with a fetch.
 MAINTENANCE_INTERVAL_S = 5.0
 #: The longest an idle consumer sleeps between fetches; a due delayed task wakes it earlier.
 IDLE_POLL_MAX_S = 0.2
+#: How often a consumer whose slots are all taken still talks to Redis (heartbeat, pause flag).
+BUSY_POLL_S = 0.25
+#: A start marker waits at most this long for another call to ride along with.
+START_FLUSH_S = 0.05
+#: How long a completed task stays inspectable unless its task says otherwise.
+DEFAULT_RETENTION_MS = 86_400_000
 #: Archived (dead) tasks are kept this long and at most this many per queue (Asynq's defaults).
 DEAD_TTL_MS = 90 * 86_400_000
 DEAD_MAX = 10_000
@@ -71,6 +77,12 @@ class JobkitBroker(RedisBroker):
         dead_max: int = DEAD_MAX,
     ) -> None:
         self._hooks: dict[str, list[Any]] = {}  # before super(): it adds the middleware
+        self.started: deque[tuple[str, str, float]] = deque()
+        #: Set by the worker's arbiter: where a paused queue's prefetched messages are taken back from.
+        self.arbiter: Any = None
+        #: Queue weights and strictness of the project (set when its actors are declared).
+        self.queue_weights: dict[str, int] = {}
+        self.strict_priority = False
         super().__init__(
             client=client,
             namespace=namespace,
@@ -139,19 +151,49 @@ class JobkitBroker(RedisBroker):
         self.emit_before("enqueue", message, delay)
         rid = message.options["redis_message_id"]
         if delay is None or delay <= 0:
+            message.options.pop("jobkit_due", None)
             claim_args = (claim[0], claim[1]) if claim else ()
-            if not self.do_enqueue(message.queue_name, rid, message.encode(), *claim_args):
+            if not self.do_enqueue(message.queue_name, rid, message.encode(), message.message_id, *claim_args):
                 return None
         else:
             kind = "retry" if message.options.get("jobkit_retry") else "scheduled"
             # Rounded up: a task never becomes due before the time asked for.
             due = math.ceil(time.time() * 1000 + delay)
-            self.do_schedule(message.queue_name, rid, message.encode(), due, kind)
+            message.options["jobkit_due"] = due  # pending (for latency) from then on
+            self.do_schedule(message.queue_name, rid, message.encode(), message.message_id, due, kind)
         self.emit_after("enqueue", message, delay)
         return message
 
     def flush(self, queue_name: str) -> None:
-        self.do_purge(queue_name)
+        """Drop every task of a queue, whatever its state (tests and `delete` tooling)."""
+        base = f"{self.namespace}:{queue_name}"
+        suffixes = ("", ".msgs", ".ids", ".active", ".scheduled", ".retry", ".XQ", ".XQ.msgs", ".done", ".done.msgs")
+        self.client.delete(*(base + suffix for suffix in suffixes))
+
+    def flush_all(self) -> None:
+        for queue_name in self.queues:
+            self.flush(queue_name)
+
+    # -- start markers ------------------------------------------------------------------------------------------------
+    def mark_started(self, message: Any) -> None:
+        """Record that a worker thread began ``message``; the marker rides along with the next call to Redis."""
+        self.started.append((message.queue_name, message.options["redis_message_id"], time.monotonic()))
+
+    def _take_started(self) -> str:
+        lines = []
+        while self.started:
+            try:
+                queue_name, rid, _ = self.started.popleft()
+            except IndexError:
+                break
+            lines.append(f"{queue_name}\t{rid}")
+        return "\n".join(lines)
+
+    def oldest_unsent_start(self) -> float | None:
+        try:
+            return self.started[0][2]
+        except IndexError:
+            return None
 
     def release(self) -> int:
         """Hand back every task this process holds (running or prefetched) and stop looking alive."""
@@ -182,6 +224,7 @@ class JobkitBroker(RedisBroker):
                     self.dead_message_ttl,
                     self.dead_max,
                     "1" if maintenance else "0",
+                    self._take_started() if self.started else "",
                     *args,
                 ],
             )
@@ -190,7 +233,8 @@ class JobkitBroker(RedisBroker):
 
 
 class _JobkitConsumer(Consumer):
-    """Fetches from one queue: prefetch-bounded, heartbeating while busy, sleeping until the next due task."""
+    """Fetches from one queue: prefetch-bounded, heartbeating while busy, sleeping until the next due task, and
+    handing prefetched messages back as soon as it learns that its queue is paused."""
 
     def __init__(self, broker: JobkitBroker, queue_name: str, prefetch: int, timeout: int) -> None:
         self.broker = broker
@@ -202,6 +246,9 @@ class _JobkitConsumer(Consumer):
         self.misses = 0
         self.last_call = 0.0
         self.last_maintenance = 0.0
+        self.paused = False
+        # Set when a worker thread finishes one of this queue's messages: a full consumer refills at once.
+        self.slot_freed = threading.Event()
         self._fetch = broker._dispatch("fetch")
         self._ack = broker._dispatch("ack")
         self._nack = broker._dispatch("nack")
@@ -212,13 +259,29 @@ class _JobkitConsumer(Consumer):
         return len(self.queued_message_ids) + len(self.message_cache)
 
     def ack(self, message: MessageProxy) -> None:
+        options = message.options
         try:
-            self._ack(self.queue_name, message.options["redis_message_id"])
+            if message._exception is not None:  # this attempt failed and a retry is already enqueued
+                self._ack(self.queue_name, options["redis_message_id"], message.message_id, "retry", 0, "")
+            else:
+                retention = self._retention(message)
+                completed = b""
+                if retention > 0:
+                    options["completed_at"] = current_millis()
+                    completed = message.encode()
+                self._ack(self.queue_name, options["redis_message_id"], message.message_id, "ok", retention, completed)
             self.last_call = time.monotonic()
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None
         finally:
             self.queued_message_ids.discard(message.message_id)
+            self.slot_freed.set()
+
+    def _retention(self, message: MessageProxy) -> int:
+        try:
+            return int(self.broker.get_actor(message.actor_name).options.get("retention", DEFAULT_RETENTION_MS))
+        except Exception:  # an actor this process does not know: keep the default
+            return DEFAULT_RETENTION_MS
 
     def nack(self, message: MessageProxy) -> None:
         try:
@@ -228,11 +291,22 @@ class _JobkitConsumer(Consumer):
             raise ConnectionClosed(e) from None
         finally:
             self.queued_message_ids.discard(message.message_id)
+            self.slot_freed.set()
 
     def requeue(self, messages: Any) -> None:
         rids = [message.options["redis_message_id"] for message in messages]
         if rids:
             self.broker.do_requeue(self.queue_name, *rids)
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused and not self.paused and self.broker.arbiter is not None:
+            # Prefetched messages of a paused queue must not start: hand them back to the head of the queue.
+            taken = self.broker.arbiter.take_all(self.queue_name)
+            if taken:
+                self.requeue(taken)
+                for message in taken:
+                    self.queued_message_ids.discard(message.message_id)
+        self.paused = paused
 
     def __next__(self) -> MessageProxy | None:
         try:
@@ -242,19 +316,25 @@ class _JobkitConsumer(Consumer):
                 self.queued_message_ids.add(message.message_id)
                 return MessageProxy(message)
             now = time.monotonic()
+            self.slot_freed.clear()  # before counting: a slot freed after this point wakes the wait below
             wanted = self.prefetch - self.outstanding_message_count
             if wanted <= 0:
-                # Every thread is busy: keep saying we are alive, then wait for a slot.
-                if now - self.last_call >= HEARTBEAT_INTERVAL_S:
-                    self._heartbeat(self.queue_name)
+                # Every slot is taken: keep saying we are alive, learn about a pause within BUSY_POLL_S, and send
+                # start markers that found no other call to ride along with.
+                oldest = self.broker.oldest_unsent_start()
+                if now - self.last_call >= BUSY_POLL_S or (oldest is not None and now - oldest > START_FLUSH_S):
+                    self._set_paused(bool(self._heartbeat(self.queue_name)))
                     self.last_call = now
-                time.sleep(0.005)
+                self.slot_freed.wait(START_FLUSH_S if oldest is not None else BUSY_POLL_S)
                 return None
             maintenance = now - self.last_maintenance >= MAINTENANCE_INTERVAL_S
             if maintenance:
                 self.last_maintenance = now
-            next_due, *data = self._fetch(self.queue_name, wanted, maintenance=maintenance)
+            next_due, paused, *data = self._fetch(self.queue_name, wanted, maintenance=maintenance)
             self.last_call = now
+            self._set_paused(bool(paused))
+            if self.broker.arbiter is not None:
+                self.broker.arbiter.note_fetch(self.queue_name, bool(data))
             if data:
                 self.message_cache = [item for item in data if item is not None]
                 return self.__next__() if self.message_cache else None

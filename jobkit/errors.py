@@ -12,6 +12,8 @@ __all__ = [
     "Problem",
     "SettingsError",
     "SkipRetry",
+    "TaskNotFound",
+    "TaskStateError",
     "UnknownQueue",
     "UnknownTask",
 ]
@@ -74,3 +76,11 @@ class UnknownQueue(DispatchError):
 
 class PayloadError(DispatchError):
     """The payload does not fit the task's handler."""
+
+
+class TaskNotFound(JobkitError):
+    """No task with that id in that queue (it may have been deleted, or its retention ran out)."""
+
+
+class TaskStateError(JobkitError):
+    """The operation is not allowed in the task's current state."""

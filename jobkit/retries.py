@@ -38,7 +38,7 @@ def backoff_delay(retry: int, low: timedelta, high: timedelta, rng: random.Rando
 class Retries(Middleware):
     @property
     def actor_options(self) -> set[str]:
-        return {"max_retries", "min_backoff", "max_backoff", "retry_on", "skip_retry_on", "throws"}
+        return {"max_retries", "min_backoff", "max_backoff", "retry_on", "skip_retry_on", "throws", "retention"}
 
     def after_process_message(
         self, broker: Broker, message: Any, *, result: Any = None, exception: BaseException | None = None

@@ -24,6 +24,7 @@ from .errors import ConfigError
 from .imports import import_exception, import_handler
 from .loader import load_project
 from .model import Project, TaskSpec
+from .priority import Priority
 from .retries import Retries
 from .settings import Settings
 
@@ -54,6 +55,7 @@ def open_broker(settings: Settings, *, extra_middleware: list[dramatiq.Middlewar
         Callbacks(),
         Pipelines(),
         Retries(),
+        Priority(),
         AsyncIO(),
         # Only actors with store_results keep results; with it, handlers may return values without a warning.
         Results(backend=RedisBackend(client=client, namespace=f"{settings.namespace}-results")),
@@ -80,6 +82,7 @@ def declare_task(broker: JobkitBroker, task: TaskSpec) -> dramatiq.Actor[..., An
             "min_backoff": _ms(task.retry.backoff_min),
             "max_backoff": _ms(task.retry.backoff_max),
             "time_limit": _ms(task.timeout),
+            "retention": _ms(task.retention),
             "retry_on": only,
             "skip_retry_on": skip,
             # Dramatiq logs these at info level instead of as unhandled errors.
@@ -90,6 +93,8 @@ def declare_task(broker: JobkitBroker, task: TaskSpec) -> dramatiq.Actor[..., An
 
 def declare_project(broker: JobkitBroker, project: Project) -> None:
     """Every queue (so workers consume it even before a task uses it) and one actor per task."""
+    broker.queue_weights = {name: spec.weight for name, spec in project.queues.items()}
+    broker.strict_priority = project.priority == "strict"
     for name in project.queue_names():
         broker.declare_queue(name)
     for task in project.tasks.values():

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -24,6 +28,7 @@ from jobkit.runtime import build_broker
 from jobkit.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+JOBKIT = str(Path(sys.executable).parent / "jobkit")
 
 TEST_JOBS = """
 queues:
@@ -138,3 +143,40 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
 
 def attempts(client: redis.Redis, key: str) -> list[float]:
     return [float(t) for t in client.lrange(f"{key}:times", 0, -1)]
+
+
+# -- subprocesses ------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def env(redis_url: str, namespace: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a jobkit/dramatiq subprocess on the test's Redis and namespace."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "JOBKIT_")) and k != "PYTHONPATH"}
+    environment.update(
+        REDIS_URL=redis_url,
+        JOBKIT_NAMESPACE=namespace,
+        JOBKIT_TEST_REDIS_URL=redis_url,
+        JOBKIT_DATA_DIR=str(tmp_path / "var"),
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    return environment
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Subprocesses started with :func:`start`; each whole process group is killed at the end."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the whole group: Dramatiq's worker processes too
+        process.wait()
+
+
+def start(
+    processes: list[subprocess.Popen[str]], argv: list[str], env: dict[str, str], cwd: Path, log: Path
+) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        argv, env=env, cwd=cwd, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    processes.append(process)
+    return process

@@ -65,3 +65,31 @@ def greet(name: str, greeting: str = "hello", *, loud: bool = False) -> None:
 
 
 NOT_A_FUNCTION = 42
+
+
+def tag(key: str, tag: str) -> None:
+    """Records ``tag`` in start order under ``key`` (for priority tests)."""
+    _redis(os.environ["JOBKIT_TEST_REDIS_URL"]).rpush(key, f"{tag} {time.time()!r}")
+
+
+def work(key: str, n: int, seconds: float = 0.0) -> None:
+    """Counts each run of task ``n`` (duplicates show as counts above 1)."""
+    client = _redis(os.environ["JOBKIT_TEST_REDIS_URL"])
+    now = time.time()
+    client.hincrby(f"{key}:starts", str(n), 1)
+    client.hset(f"{key}:last_start", str(n), repr(now))
+    client.rpush(f"{key}:start_times", repr(now))
+    if seconds:
+        time.sleep(seconds)
+    client.hincrby(f"{key}:runs", str(n), 1)
+
+
+def probe(key: str, tag: str, namespace: str) -> None:
+    """Records ``tag`` and how many tasks of each heavier queue were still waiting (in Redis or in this worker's
+    buffer) when this one started."""
+    from jobkit.client import get_client
+
+    client = _redis(os.environ["JOBKIT_TEST_REDIS_URL"])
+    arbiter = get_client().broker.arbiter
+    waiting = [client.llen(f"{namespace}:{q}") + arbiter.buffered(q) for q in ("critical", "default")]
+    client.rpush(key, f"{tag} {waiting[0]} {waiting[1]}")

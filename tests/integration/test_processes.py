@@ -2,55 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.conftest import ROOT, attempts, wait_for
+from tests.conftest import JOBKIT, ROOT, attempts, start, wait_for
 
 pytestmark = pytest.mark.slow
-
-JOBKIT = str(Path(sys.executable).parent / "jobkit")
-
-
-@pytest.fixture
-def env(redis_url: str, namespace: str, tmp_path: Path) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "JOBKIT_")) and k != "PYTHONPATH"}
-    environment.update(
-        REDIS_URL=redis_url,
-        JOBKIT_NAMESPACE=namespace,
-        JOBKIT_TEST_REDIS_URL=redis_url,
-        JOBKIT_DATA_DIR=str(tmp_path / "var"),
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-    )
-    return environment
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # the whole group: Dramatiq's worker processes too
-        process.wait()
-
-
-def start(processes: list[subprocess.Popen[str]], argv: list[str], env: dict[str, str], cwd: Path, log: Path):
-    process = subprocess.Popen(
-        argv, env=env, cwd=cwd, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    processes.append(process)
-    return process
 
 
 def ack_members(client: redis.Redis, namespace: str) -> int:

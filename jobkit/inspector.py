@@ -1,0 +1,299 @@
+"""Queue statistics and task operations: the service layer the CLI, the API and the dashboard share.
+
+Every figure comes from a bounded number of Redis calls per queue (counters and container sizes, never a scan of
+messages), and every operation is one atomic step in ``queues.lua``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from importlib.resources import files
+from typing import Any, Literal, TypeGuard, cast
+
+from dramatiq.message import Message
+
+from .client import Client
+from .errors import TaskNotFound, TaskStateError, UnknownQueue
+from .yamlnodes import did_you_mean
+
+__all__ = ["STATES", "QueueStats", "Queues", "TaskInfo"]
+
+State = Literal["pending", "active", "scheduled", "retry", "archived", "completed"]
+STATES: tuple[State, ...] = ("pending", "active", "scheduled", "retry", "archived", "completed")
+_Rows = list[tuple[str, Any, bytes]]
+_Names = list[str]
+_Raw = list[Any]
+_History = list[dict[str, Any]]
+_SCRIPT = files("jobkit").joinpath("queues.lua").read_bytes()
+_DAY_MS = 86_400_000
+
+
+def _iso(ms: Any) -> str | None:
+    """Epoch milliseconds (number, text or bytes from Redis) -> ISO 8601 UTC; None for nothing."""
+    if ms is None or ms in ("", b""):
+        return None
+    return datetime.fromtimestamp(float(ms) / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _is_state(value: str) -> TypeGuard[State]:
+    return value in STATES
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    pending: int
+    """Waiting to start: in the queue, or prefetched by a worker and not yet running."""
+    active: int
+    """Running now."""
+    scheduled: int
+    retry: int
+    archived: int
+    completed: int
+    """Completed and still within their retention."""
+    paused: bool
+    size: int
+    """pending + active + scheduled + retry (archived and completed are not counted)."""
+    latency_ms: int
+    """Age of the oldest task waiting in the queue (0 when none waits)."""
+    processed: int
+    """Attempts finished today (UTC), succeeded or failed."""
+    failed: int
+    """Attempts failed today (UTC)."""
+    processed_total: int
+    failed_total: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    id: str
+    queue: str
+    task: str
+    state: State
+    payload: dict[str, Any]
+    retried: int
+    max_retries: int
+    last_error: str | None
+    last_failed_at: str | None
+    next_process_at: str | None
+    completed_at: str | None
+    enqueued_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_StatsList = list[QueueStats]
+_Infos = list[TaskInfo]
+
+
+class Queues:
+    """``jobkit.queues()``: stats, pause/resume and task operations on the project's queues."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.redis = client.broker.client
+        self.namespace = client.settings.namespace
+        self._script = self.redis.register_script(_SCRIPT)
+
+    # -- queues ----------------------------------------------------------------------------------------------------
+    def list(self) -> list[str]:
+        """Declared queues, heaviest first."""
+        return self.client.project.queue_names()
+
+    def check(self, name: str) -> str:
+        if name not in self.client.project.queues:
+            hint = did_you_mean(name, set(self.client.project.queues)) or "declared: " + ", ".join(self.list())
+            raise UnknownQueue(f"unknown queue {name!r} ({hint})")
+        return name
+
+    def _call(self, command: str, queue: str, *args: Any) -> Any:
+        return self._script(keys=[self.namespace], args=[command, int(time.time() * 1000), queue, *args])
+
+    def stats(self, name: str) -> QueueStats:
+        return self.all_stats([self.check(name)])[0]
+
+    def all_stats(self, names: _Names | None = None) -> _StatsList:
+        """Stats of several queues in one round trip."""
+        names = self.list() if names is None else names
+        now_ms = int(time.time() * 1000)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            self._script(keys=[self.namespace], args=["stats", now_ms, name, now_ms // _DAY_MS], client=pipe)
+        return [self._stats(name, raw, now_ms) for name, raw in zip(names, pipe.execute(), strict=True)]
+
+    @staticmethod
+    def _stats(name: str, raw: _Raw, now_ms: int) -> QueueStats:
+        listed, held_or_waiting, active, scheduled, retry, archived, completed, paused = (int(v) for v in raw[:8])
+        processed, failed, processed_total, failed_total = (int(v) for v in raw[8:12])
+        pending = max(0, held_or_waiting - scheduled - retry - active)
+        latency = 0
+        if raw[12]:
+            options = json.loads(raw[12])
+            waiting_since = max(
+                int(options.get("message_timestamp", now_ms)), int(options["options"].get("jobkit_due", 0))
+            )
+            latency = max(0, now_ms - waiting_since)
+        return QueueStats(
+            queue=name,
+            pending=pending,
+            active=active,
+            scheduled=scheduled,
+            retry=retry,
+            archived=archived,
+            completed=completed,
+            paused=bool(paused),
+            size=pending + active + scheduled + retry,
+            latency_ms=latency if listed else 0,
+            processed=processed,
+            failed=failed,
+            processed_total=processed_total,
+            failed_total=failed_total,
+        )
+
+    def history(self, days: int = 7) -> _History:
+        """Processed and failed per queue per day (UTC), oldest day first; kept 90 days."""
+        days = max(1, min(days, 90))
+        today = int(time.time() * 1000) // _DAY_MS
+        numbers = list(range(today - days + 1, today + 1))
+        keys = [
+            f"{self.namespace}:{name}.{kind}:{day}"
+            for name in self.list()
+            for day in numbers
+            for kind in ("processed", "failed")
+        ]
+        values = iter(int(v or 0) for v in cast(list[Any], self.redis.mget(keys)))
+        rows = []
+        for name in self.list():
+            for day in numbers:
+                rows.append(
+                    {
+                        "queue": name,
+                        "date": (date(1970, 1, 1) + timedelta(days=day)).isoformat(),
+                        "processed": next(values),
+                        "failed": next(values),
+                    }
+                )
+        return rows
+
+    def pause(self, name: str) -> None:
+        """Workers stop starting this queue's tasks within a second; nothing is dropped."""
+        self.redis.sadd(f"{self.namespace}:__paused__", self.check(name))
+
+    def resume(self, name: str) -> None:
+        self.redis.srem(f"{self.namespace}:__paused__", self.check(name))
+
+    def delete_all_pending(self, name: str) -> int:
+        return int(self._call("delete_all_pending", self.check(name)))
+
+    def archive_all_pending(self, name: str) -> int:
+        return int(self._call("archive_all_pending", self.check(name)))
+
+    def delete_all_archived(self, name: str) -> int:
+        return int(self._call("delete_all_archived", self.check(name)))
+
+    def run_all(self, name: str, state: Literal["scheduled", "retry", "archived"]) -> int:
+        """Every scheduled, retry or archived task of the queue runs now (archived ones with a fresh budget)."""
+        self.check(name)
+        if state in ("scheduled", "retry"):
+            return int(self._call("run_all", name, state))
+        if state != "archived":
+            raise TaskStateError(f"run all applies to scheduled, retry or archived tasks, not {state!r}")
+        count = 0
+        while True:
+            _, rows = self._list(name, "archived", 0, 499)
+            if not rows:
+                return count
+            for rid, _score, data in rows:
+                message = Message.decode(data)
+                if self._call("run", name, message.message_id, "archived", rid, self._fresh(message))[1]:
+                    count += 1
+
+    # -- tasks -----------------------------------------------------------------------------------------------------
+    def task(self, name: str, task_id: str) -> TaskInfo:
+        found = self._call("task", self.check(name), task_id)
+        if found[0] == b"missing":
+            raise TaskNotFound(f"no task {task_id!r} in queue {name!r}")
+        state: State = found[0].decode()
+        return self._info(name, state, found[2], found[3])
+
+    def tasks(self, name: str, state: str = "pending", page: int = 1, size: int = 20) -> tuple[int, _Infos]:
+        """One page of a queue's tasks in a state: (total in that state, tasks)."""
+        if not _is_state(state):
+            raise TaskStateError(
+                f"unknown state {state!r} ({did_you_mean(state, set(STATES)) or 'one of ' + ', '.join(STATES)})"
+            )
+        page, size = max(1, page), max(1, min(size, 1000))
+        start = (page - 1) * size
+        total, rows = self._list(self.check(name), state, start, start + size - 1)
+        if state == "active":  # a small hash read whole: order by start time and page here
+            rows = sorted(rows, key=lambda row: float(row[1]))[start : start + size]
+        return total, [self._info(name, state, score, data) for _rid, score, data in rows if data]
+
+    def delete(self, name: str, task_id: str) -> str:
+        """Delete a pending, scheduled, retry, archived or completed task; returns the state it was in."""
+        state, deleted = self._call("delete", self.check(name), task_id)
+        state = state.decode()
+        if deleted:
+            return str(state)
+        if state == "missing":
+            raise TaskNotFound(f"no task {task_id!r} in queue {name!r}")
+        if state == "held":
+            raise TaskStateError(
+                f"task {task_id!r} was already handed to a worker and starts shortly; it cannot be deleted"
+            )
+        raise TaskStateError(f"task {task_id!r} is {state}; a running task cannot be deleted")
+
+    def retry(self, name: str, task_id: str) -> str:
+        """Run a scheduled, retry or archived task now (an archived one with a fresh retry budget)."""
+        found = self._call("task", self.check(name), task_id)
+        state = found[0].decode()
+        if state == "missing":
+            raise TaskNotFound(f"no task {task_id!r} in queue {name!r}")
+        if state not in ("scheduled", "retry", "archived"):
+            raise TaskStateError(f"task {task_id!r} is {state}; only scheduled, retry or archived tasks can run now")
+        data = found[3]
+        if state == "archived":
+            data = self._fresh(Message.decode(data))
+        result = self._call("run", name, task_id, state, found[1], data)
+        if not result[1]:
+            raise TaskStateError(f"task {task_id!r} changed state ({result[0].decode()}) while being retried")
+        return str(state)
+
+    # -- helpers ---------------------------------------------------------------------------------------------------
+    def _list(self, name: str, state: str, start: int, stop: int) -> tuple[int, _Rows]:
+        raw = self._call("list", name, state, start, stop)
+        rows = [(raw[i].decode(), raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3)]
+        return int(raw[0]), rows
+
+    @staticmethod
+    def _fresh(message: Message[Any]) -> bytes:
+        options = {k: v for k, v in message.options.items() if k not in ("retries", "jobkit_retry", "jobkit_due")}
+        return Message(**{**message.asdict(), "options": options}).encode()
+
+    def _info(self, name: str, state: State, score: Any, data: bytes) -> TaskInfo:
+        message = Message.decode(data)
+        options = message.options
+        spec = self.client.project.tasks.get(message.actor_name)
+        default_max = spec.retry.max_retries if spec else 0
+        next_at = _iso(score) if state in ("scheduled", "retry") and score not in (None, b"") else None
+        return TaskInfo(
+            id=message.message_id,
+            queue=name,
+            task=message.actor_name,
+            state=state,
+            payload=dict(message.kwargs),
+            retried=int(options.get("retries", 0)),
+            max_retries=int(options.get("max_retries", default_max)),
+            last_error=options.get("last_error"),
+            last_failed_at=_iso(options.get("last_failed_at")),
+            next_process_at=next_at,
+            completed_at=_iso(options.get("completed_at")),
+            enqueued_at=_iso(message.message_timestamp),
+        )

@@ -1,0 +1,106 @@
+"""Weighted and strict priority across queues, with a real worker on a real Redis."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.message import Message
+
+from jobkit.broker import JobkitBroker
+from jobkit.client import Client, set_client
+from jobkit.loader import load_project
+from jobkit.runtime import build_broker
+from jobkit.settings import Settings
+from tests.conftest import wait_for
+
+
+def project_yaml(priority: str) -> str:
+    return f"""
+queues: {{critical: {{weight: 6}}, default: {{weight: 3}}, low: {{weight: 1}}}}
+priority: {priority}
+tasks:
+  t:tag: {{handler: "tests.handlers:tag"}}
+  t:probe: {{handler: "tests.handlers:probe"}}
+"""
+
+
+@pytest.fixture
+def make_broker(
+    settings: Settings, write_yaml: Callable[..., Path], redis_client: redis.Redis
+) -> Iterator[Callable[[str], JobkitBroker]]:
+    brokers: list[JobkitBroker] = []
+
+    def make(priority: str) -> JobkitBroker:
+        broker = build_broker(settings, load_project(write_yaml(project_yaml(priority))))
+        broker.emit_after("process_boot")
+        brokers.append(broker)
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.close()
+
+
+def prefill(broker: JobkitBroker, key: str, counts: dict[str, int], actor: str = "t:tag") -> None:
+    """Enqueue many tasks, each tagged with its queue."""
+    for queue, count in counts.items():
+        for _ in range(count):
+            kwargs = {"key": key, "tag": queue}
+            if actor == "t:probe":
+                kwargs["namespace"] = broker.namespace
+            message: Message[None] = Message(queue_name=queue, actor_name=actor, args=(), kwargs=kwargs, options={})
+            broker.enqueue(message)
+
+
+def run_until(broker: JobkitBroker, redis_client: redis.Redis, key: str, count: int, threads: int = 8) -> list[str]:
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    worker.start()
+    try:
+        wait_for(lambda: redis_client.llen(key) >= count, timeout=120, what=f"{count} tasks")
+    finally:
+        worker.stop(timeout=30_000)
+    return [item.split()[0].decode() for item in redis_client.lrange(key, 0, count - 1)]
+
+
+def test_weighted_6_3_1_shares_over_the_first_3000_completions(
+    make_broker: Callable[[str], JobkitBroker], redis_client: redis.Redis, namespace: str
+) -> None:
+    broker = make_broker("weighted")
+    key = f"{namespace}:order"
+    prefill(broker, key, {"critical": 3000, "default": 3000, "low": 3000})
+
+    order = run_until(broker, redis_client, key, 3000)
+
+    shares = {queue: count / 3000 for queue, count in Counter(order).items()}
+    print(f"weighted shares over the first 3000: {shares}")
+    assert abs(shares["critical"] - 0.60) <= 0.05
+    assert abs(shares["default"] - 0.30) <= 0.05
+    assert abs(shares.get("low", 0) - 0.10) <= 0.05
+
+
+def test_strict_starts_no_default_task_while_critical_has_pending_tasks(
+    make_broker: Callable[[str], JobkitBroker], redis_client: redis.Redis, namespace: str, settings: Settings
+) -> None:
+    broker = make_broker("strict")
+    set_client(Client(settings, load_project(settings.jobs_path), broker))
+    key = f"{namespace}:order"
+    prefill(broker, key, {"low": 300, "default": 300, "critical": 300}, actor="t:probe")
+
+    try:
+        run_until(broker, redis_client, key, 900)
+    finally:
+        set_client(None)
+
+    starts = [item.decode().split() for item in redis_client.lrange(key, 0, -1)]
+    assert Counter(tag for tag, _, _ in starts) == {"critical": 300, "default": 300, "low": 300}
+    # every default task started when no critical task waited; every low one when neither waited
+    assert all(critical == "0" for tag, critical, _ in starts if tag != "critical")
+    assert all(default == "0" for tag, _, default in starts if tag == "low")
+    # and the first start of each queue comes in weight order
+    first = [tag for tag, _, _ in starts]
+    assert first.index("critical") < first.index("default") < first.index("low")

@@ -1,0 +1,96 @@
+"""Queue stats walked through every state, checked field by field."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dramatiq
+import pytest
+import redis
+
+from jobkit.client import Client
+from jobkit.inspector import Queues
+from jobkit.loader import load_project
+from jobkit.runtime import build_broker
+from jobkit.settings import Settings
+from tests.conftest import wait_for
+
+STATE_JOBS = """
+queues: {default: {weight: 1}, low: {weight: 1}}
+tasks:
+  t:record: {handler: "tests.handlers:record"}
+  t:fails_slowly: {handler: "tests.handlers:always_fails", max_retries: 5, backoff: {min: 1h, max: 2h}}
+  t:permanent: {handler: "tests.handlers:permanent"}
+  t:slow: {handler: "tests.handlers:slow", timeout: 1m}
+"""
+
+
+@pytest.fixture
+def state_client(settings: Settings, write_yaml: Callable[..., Path], redis_client: redis.Redis) -> Iterator[Client]:
+    project = load_project(write_yaml(STATE_JOBS))
+    broker = build_broker(settings, project)
+    broker.emit_after("process_boot")
+    yield Client(settings, project, broker)
+    broker.close()
+
+
+@pytest.fixture
+def state_worker(state_client: Client) -> Iterator[dramatiq.Worker]:
+    worker = dramatiq.Worker(state_client.broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    yield worker
+    worker.stop(timeout=20_000)
+
+
+def test_stats_follow_a_task_through_every_state(
+    state_client: Client, state_worker: dramatiq.Worker, redis_client: redis.Redis, namespace: str
+) -> None:
+    queues = Queues(state_client)
+    key = f"{namespace}:k"
+    assert queues.stats("default").to_dict() == {
+        "queue": "default", "pending": 0, "active": 0, "scheduled": 0, "retry": 0, "archived": 0,
+        "completed": 0, "paused": False, "size": 0, "latency_ms": 0, "processed": 0, "failed": 0,
+        "processed_total": 0, "failed_total": 0,
+    }  # fmt: skip
+
+    # Given one task completed, one archived, one waiting for its retry and one running
+    state_client.dispatch("t:record", key=key)
+    wait_for(lambda: queues.stats("default").completed == 1, what="completed")
+    state_client.dispatch("t:permanent", key=key)
+    wait_for(lambda: queues.stats("default").archived == 1, what="archived")
+    state_client.dispatch("t:fails_slowly", key=key)
+    wait_for(lambda: queues.stats("default").retry == 1, what="retry")
+    state_client.dispatch("t:slow", key=f"{key}:slow", seconds=3)
+    wait_for(lambda: queues.stats("default").active == 1, what="active")
+    # and, with the queue paused, two pending and one scheduled an hour ahead
+    queues.pause("default")
+    wait_for(lambda: state_worker.consumers["default"].consumer.paused, what="the worker to see the pause")
+    first_sent = time.time()
+    state_client.dispatch("t:record", key=key)
+    state_client.dispatch("t:record", key=key)
+    state_client.dispatch("t:record", key=key, delay=3600)
+    time.sleep(0.3)  # let the worker try (and fail) to take the paused tasks: they must stay pending
+
+    # Then every field is exact
+    stats = queues.stats("default").to_dict()
+    latency = stats.pop("latency_ms")
+    assert (time.time() - first_sent) * 1000 + 5 >= latency >= 300
+    assert stats == {
+        "queue": "default", "pending": 2, "active": 1, "scheduled": 1, "retry": 1, "archived": 1,
+        "completed": 1, "paused": True, "size": 5, "processed": 3, "failed": 2,
+        "processed_total": 3, "failed_total": 2,
+    }  # fmt: skip
+    assert queues.stats("low").size == 0
+
+    # When the running task ends and the queue resumes, the pending ones complete too
+    queues.resume("default")
+    wait_for(lambda: queues.stats("default").completed == 4, timeout=15, what="4 completed")
+    stats = queues.stats("default")
+    assert (stats.pending, stats.active, stats.paused, stats.size) == (0, 0, False, 2)
+    assert (stats.processed, stats.failed, stats.latency_ms) == (6, 2, 0)
+    history = queues.history(7)
+    today = [row for row in history if row["queue"] == "default"][-1]
+    assert (today["processed"], today["failed"]) == (6, 2)
+    assert len(history) == 14

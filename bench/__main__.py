@@ -123,6 +123,9 @@ def main() -> int:
             f"worker    {WORKER_N} no-ops  jobkit {jk:8.0f}/s   raw dramatiq {raw:8.0f}/s   ratio {jk / raw:.2f}"
             f"   ({PROCESSES} processes x {THREADS} threads)"
         )
+        from bench.scheduler import scheduler_line
+
+        print(scheduler_line(url))
     return 0
 
 

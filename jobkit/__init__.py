@@ -7,6 +7,7 @@ from typing import Any
 
 from .client import Client, TaskRef, get_client, set_client
 from .errors import ConfigError, DispatchError, JobkitError, PayloadError, SkipRetry, UnknownQueue, UnknownTask
+from .scheduler import ScheduleError, ScheduleInfo, list_schedules, schedule_once, schedule_recurring, unschedule
 
 __all__ = [
     "Client",
@@ -14,13 +15,19 @@ __all__ = [
     "DispatchError",
     "JobkitError",
     "PayloadError",
+    "ScheduleError",
+    "ScheduleInfo",
     "SkipRetry",
     "TaskRef",
     "UnknownQueue",
     "UnknownTask",
     "dispatch",
     "get_client",
+    "list_schedules",
+    "schedule_once",
+    "schedule_recurring",
     "set_client",
+    "unschedule",
 ]
 
 __version__ = "0.1.0"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -16,9 +18,9 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from .durations import DurationError, parse_duration
-from .errors import ConfigError, JobkitError
+from .errors import ConfigError, JobkitError, Problem
 from .loader import load_project
-from .model import Project
+from .model import Project, ScheduleFile
 from .settings import Settings
 
 __all__ = ["main"]
@@ -37,10 +39,35 @@ def _project(settings: Settings) -> Project:
 
 
 # -- commands --------------------------------------------------------------------------------------------------------
+def _schedule_file(settings: Settings, project: Project | None) -> ScheduleFile | None:
+    """schedules.yaml checked against ``project``; None when the file does not exist (nothing is scheduled)."""
+    from .schedules import load_schedules
+
+    if not settings.schedules_path.exists():
+        return None
+    return load_schedules(settings.schedules_path, project)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     settings = _settings()
-    project = _project(settings)
+    problems: list[Problem] = []
+    project: Project | None = None
+    try:
+        project = _project(settings)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    try:  # without a project (jobs.yaml broken) the schedules are still checked, minus tasks, queues and payloads
+        schedules = _schedule_file(settings, project)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    assert project is not None
     print(f"{settings.jobs_path}: ok ({len(project.queues)} queues, {len(project.tasks)} tasks)")
+    if schedules is None:
+        print(f"{settings.schedules_path}: not found (nothing is scheduled from a file)")
+    else:
+        print(f"{settings.schedules_path}: ok ({len(schedules.schedules)} schedules)")
     return 0
 
 
@@ -131,6 +158,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"on queues {', '.join(project.queue_names())}",
             flush=True,
         )
+        _schedule_file(settings, project)  # refuse a broken schedules.yaml here, before the scheduler starts
+        children.append(subprocess.Popen(_scheduler_argv(), env=env, start_new_session=True))
+        print("jobkit: scheduler started", flush=True)
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
         if not stopping:
@@ -145,13 +175,81 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _scheduler_argv() -> list[str]:
+    return [sys.executable, "-m", "jobkit.cli", "scheduler"]
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from .client import Client
+    from .periodiq_compat import periodiq_schedules
+    from .scheduler import Scheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        grace = parse_duration(args.grace)
+    except DurationError as exc:
+        raise UserError(f"--grace: {exc}") from None
+    settings = _settings()
+    project = _project(settings)
+    schedules = _schedule_file(settings, project)
+    entries = [*(schedules.schedules.values() if schedules else []), *periodiq_schedules(args.periodiq, project)]
+    scheduler = Scheduler(Client(settings, project), grace=grace)
+    done = scheduler.store.reconcile(entries)
+    print(
+        f"jobkit scheduler: {len(entries)} entries from files and code "
+        f"({len(done.added)} added, {len(done.changed)} changed, {len(done.removed)} removed, "
+        f"{len(done.unchanged)} unchanged); grace {args.grace}",
+        flush=True,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    scheduler.run(stop)
+    print(f"jobkit scheduler: stopped ({scheduler.enqueued} enqueued)", flush=True)
+    return 0
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    from .client import Client
+    from .scheduler import Schedules
+
+    infos = Schedules(Client.from_env()).list()
+    if not infos:
+        print("no schedules in Redis (`jobkit scheduler` loads schedules.yaml; the API adds more)")
+        return 0
+    rows = [("ID", "SPEC", "TZ", "TASK", "QUEUE", "SOURCE", "NEXT RUN")]
+    for info in infos:
+        next_run = info.next_run_at.isoformat(timespec="seconds") if info.next_run_at else "-"
+        rows.append((info.id, info.spec, info.timezone, info.task, info.queue or "-", info.source, next_run))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobkit", description="Background jobs declared in YAML, run by Dramatiq.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("check", help="validate jobs.yaml; exit 0 ok, 1 config errors").set_defaults(func=cmd_check)
-    sub.add_parser("up", help="everything in one: embedded Redis (unless REDIS_URL), workers").set_defaults(func=cmd_up)
+    sub.add_parser("check", help="validate jobs.yaml and schedules.yaml; exit 0 ok, 1 config errors").set_defaults(
+        func=cmd_check
+    )
+    sub.add_parser("up", help="everything in one: embedded Redis (unless REDIS_URL), workers, scheduler").set_defaults(
+        func=cmd_up
+    )
+
+    scheduler = sub.add_parser("scheduler", help="run a scheduler (safe to run on every host: each fire happens once)")
+    scheduler.add_argument(
+        "--periodiq", action="append", default=[], metavar="MODULE", help="also schedule this module's periodiq actors"
+    )
+    scheduler.add_argument("--grace", default="60s", help="missed fires younger than this are enqueued once (60s)")
+    scheduler.set_defaults(func=cmd_scheduler)
+    sub.add_parser("schedules", help="list schedule entries with their next run times").set_defaults(func=cmd_schedules)
 
     worker = sub.add_parser("worker", help="run the workers (dramatiq jobkit.actors with jobs.yaml's worker settings)")
     worker.add_argument("dramatiq_args", nargs=argparse.REMAINDER, help="extra flags passed to dramatiq")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "ExportSpec",
@@ -13,6 +13,8 @@ __all__ = [
     "Project",
     "QueueSpec",
     "RetryPolicy",
+    "ScheduleFile",
+    "ScheduleSpec",
     "TaskSpec",
     "WorkerSpec",
 ]
@@ -92,3 +94,29 @@ class Project:
     def queue_names(self) -> list[str]:
         """Queues from the heaviest to the lightest, ties in file order."""
         return [q.name for q in sorted(self.queues.values(), key=lambda q: -q.weight)]
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    id: str
+    """Stable id: the entry's name in schedules.yaml, or ``api-<hex>`` for one created at run time."""
+    task: str
+    """The task to enqueue (declared in jobs.yaml)."""
+    spec: str
+    """When: ``0 2 * * MON``, ``@daily 3:00``, ``@every 90m`` (``daily_at`` and friends are stored as cron)."""
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the handler."""
+    queue: str | None = None
+    """Queue instead of the task's own."""
+    timezone: str = "UTC"
+    """IANA zone the cron fields are read in (never the host's local zone)."""
+    source: str = "api"
+    """``yaml:<name>``, ``periodiq:<actor>`` or ``api``."""
+
+
+@dataclass(frozen=True)
+class ScheduleFile:
+    source: str
+    """The file the entries were loaded from, as the user named it."""
+    timezone: str = "UTC"
+    schedules: Mapping[str, ScheduleSpec] = field(default_factory=dict)

@@ -7,7 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from typing import Literal
+from urllib.parse import quote, urlsplit
 
 from dotenv import dotenv_values
 
@@ -18,6 +19,12 @@ __all__ = ["Settings"]
 _NAMESPACE = re.compile(r"[a-zA-Z0-9_.-]+")
 # The embedded Redis listens on a socket in the data dir; its path must fit sun_path (108 bytes on Linux).
 _MAX_SOCKET_PATH = 100
+# A bare address or `Name <address>`; the mail module checks addresses in detail.
+_MAIL_FROM = re.compile(r"(?:[^<>\r\n]*<)?[^@\s<>]+@[^@\s<>]+>?")
+_SMTP_TLS = {"starttls": "starttls", "true": "starttls", "tls": "tls", "ssl": "tls", "none": "none", "false": "none"}
+
+MailMailer = Literal["smtp", "file"]
+SmtpTls = Literal["starttls", "tls", "none"]
 
 
 def _port(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -27,6 +34,32 @@ def _port(environ: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise SettingsError(f"{name}={raw!r}: expected a port number between 1 and 65535")
     return int(raw)
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("DATABASE_URL", "").strip()
+    if not url:
+        return None
+    if not url.startswith("sqlite:///") or url == "sqlite:///":
+        parts = urlsplit(url)
+        shown = url.replace(f":{parts.password}@", ":***@") if parts.password else url
+        raise SettingsError(
+            f"DATABASE_URL={shown!r}: expected a SQLite URL like sqlite:///var/app.db (relative) "
+            "or sqlite:////srv/app.db (absolute)"
+        )
+    return url
+
+
+def _cleanup_roots(env: Mapping[str, str]) -> tuple[Path, ...]:
+    roots = tuple(Path(item.strip()) for item in env.get("JOBKIT_CLEANUP_ROOTS", "").split(",") if item.strip())
+    for root in roots:
+        resolved = root.resolve()
+        if resolved == resolved.parent or resolved == Path.home().resolve():
+            raise SettingsError(
+                f"JOBKIT_CLEANUP_ROOTS={env['JOBKIT_CLEANUP_ROOTS']!r}: {str(root)!r} is too broad to clean; "
+                "name directories that hold only generated files, like var/exports"
+            )
+    return roots
 
 
 @dataclass(frozen=True)
@@ -45,6 +78,22 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     secret: str | None = field(default=None, repr=False)
+    mail_mailer: MailMailer = "file"
+    """``MAIL_MAILER``: ``smtp`` sends through ``SMTP_HOST``; ``file`` writes .eml files under ``data_dir/mail``."""
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    """``SMTP_PORT``; 587 by default, 465 when ``SMTP_TLS=tls``."""
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_tls: SmtpTls = "starttls"
+    """``SMTP_TLS``: ``starttls`` (upgrade a plain connection), ``tls`` (TLS from the start) or ``none``."""
+    mail_from: str = "jobkit@localhost"
+    database_url: str | None = field(default=None, repr=False)
+    """``DATABASE_URL`` for exports (``sqlite:///path``); None means ``data_dir/app.db``."""
+    webhook_secret: str | None = field(default=None, repr=False)
+    """``WEBHOOK_SECRET``: key of the HMAC-SHA256 signature on webhook notifications."""
+    cleanup_roots: tuple[Path, ...] = ()
+    """``JOBKIT_CLEANUP_ROOTS`` (comma-separated); empty means exports, reports and mail under the data dir."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: str | Path | None = ".env") -> Settings:
@@ -83,6 +132,16 @@ class Settings:
         if not _NAMESPACE.fullmatch(namespace):
             raise SettingsError(f"JOBKIT_NAMESPACE={namespace!r}: use letters, digits, '_', '-' and '.'")
         api_host = env.get("JOBKIT_API_HOST", "127.0.0.1").strip() or "127.0.0.1"
+        mailer = env.get("MAIL_MAILER", "file").strip().lower() or "file"
+        if mailer not in ("smtp", "file"):
+            raise SettingsError(f"MAIL_MAILER={mailer!r}: expected smtp or file")
+        tls_text = env.get("SMTP_TLS", "starttls").strip().lower() or "starttls"
+        if tls_text not in _SMTP_TLS:
+            raise SettingsError(f"SMTP_TLS={tls_text!r}: expected starttls, tls or none")
+        smtp_tls: SmtpTls = _SMTP_TLS[tls_text]  # type: ignore[assignment]
+        mail_from = env.get("MAIL_FROM", "").strip() or "jobkit@localhost"
+        if not _MAIL_FROM.fullmatch(mail_from):
+            raise SettingsError(f"MAIL_FROM={mail_from!r}: expected an address like noreply@example.com")
         return cls(
             redis_url=redis_url,
             sentinels=tuple(sentinels),
@@ -95,7 +154,31 @@ class Settings:
             api_host=api_host,
             api_port=_port(env, "JOBKIT_API_PORT", 8000),
             secret=env.get("JOBKIT_SECRET") or None,
+            mail_mailer="smtp" if mailer == "smtp" else "file",
+            smtp_host=env.get("SMTP_HOST", "").strip() or "localhost",
+            smtp_port=_port(env, "SMTP_PORT", 465 if smtp_tls == "tls" else 587),
+            smtp_username=env.get("SMTP_USERNAME", "").strip() or None,
+            smtp_password=env.get("SMTP_PASSWORD") or None,
+            smtp_tls=smtp_tls,
+            mail_from=mail_from,
+            database_url=_database_url(env),
+            webhook_secret=env.get("WEBHOOK_SECRET") or None,
+            cleanup_roots=_cleanup_roots(env),
         )
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file exports read: ``DATABASE_URL``'s path, or ``data_dir/app.db``."""
+        if self.database_url is None:
+            return self.data_dir / "app.db"
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+    @property
+    def cleanup_dirs(self) -> tuple[Path, ...]:
+        """The directories ``cleanup:old_files`` may delete from."""
+        if self.cleanup_roots:
+            return self.cleanup_roots
+        return tuple(self.data_dir / name for name in ("exports", "reports", "mail"))
 
     @property
     def embedded(self) -> bool:

@@ -1,55 +1,123 @@
-"""email:* tasks. The default ``file`` mailer writes each message as an .eml file under ``JOBKIT_DATA_DIR/mail``."""
+"""email:* tasks: a general message, the verification mail and the password-reset mail (see :mod:`jobkit.mail`).
+
+A message that can never be sent (bad address, a header with a line break, a recipient the server refuses for good)
+raises :class:`~jobkit.SkipRetry`; a mail server that is down or busy raises, so the task's retry policy applies.
+"""
 
 from __future__ import annotations
 
-import os
-import re
-import tempfile
-import uuid
+import html
+import logging
+from collections.abc import Callable
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-from pathlib import Path
+from importlib.resources import files
+from string import Template
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from jobkit.client import get_client
 from jobkit.errors import SkipRetry
-from jobkit.settings import Settings
+from jobkit.mail import BadMessage, build_message, mailer_for
 
-__all__ = ["send_email"]
+__all__ = ["build_link", "send_email", "send_password_reset_email", "send_verification_email"]
 
-_ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+")
+log = logging.getLogger("jobkit.mail")
+
+VERIFY_PATH = "/verify-email"
+RESET_PATH = "/reset-password"
 
 
-def _check_header(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise SkipRetry(f"{name} contains a line break (header injection refused)")
+def send_email(to: str, subject: str, body: str, data: dict[str, Any] | None = None, html: str | None = None) -> None:
+    """Send ``body`` (plain text) with an HTML alternative: ``html`` if given, else the text as HTML.
+
+    ``$name`` placeholders in the subject, body and html are filled from ``data`` (values HTML-escaped in the
+    html part); a ``$`` with no matching key stays as it is.
+    """
+    values = _template_values(data)
+    text = Template(_text("body", body)).safe_substitute(values)
+    html_body = None
+    if html is not None:
+        html_body = Template(_text("html", html)).safe_substitute(_escaped(values))
+    _deliver(
+        lambda mail_from: build_message(
+            mail_from=mail_from,
+            to=to,
+            subject=Template(_text("subject", subject)).safe_substitute(values),
+            text=text,
+            html_body=html_body,
+        )
+    )
+
+
+def send_verification_email(to: str, name: str, token: str, base_url: str) -> None:
+    """The "verify your email address" mail, linking to ``<base_url>/verify-email?token=<token>``."""
+    link = build_link(base_url, VERIFY_PATH, token)
+    _send_template(to, name, "verification", "Verify your email address", link)
+
+
+def send_password_reset_email(to: str, name: str, token: str, base_url: str) -> None:
+    """The "reset your password" mail, linking to ``<base_url>/reset-password?token=<token>``."""
+    link = build_link(base_url, RESET_PATH, token)
+    _send_template(to, name, "password_reset", "Reset your password", link)
+
+
+def build_link(base_url: str, path: str, token: str) -> str:
+    """``base_url`` + ``path`` with the token as a query parameter (URL-encoded)."""
+    if not isinstance(token, str) or not token.strip():
+        raise SkipRetry(f"token: expected a non-empty string, found {token!r}")
+    parts = urlsplit(base_url.strip() if isinstance(base_url, str) else "")
+    unsafe = any(char in str(base_url) for char in "\r\n\"'<> ")
+    if parts.scheme not in ("http", "https") or not parts.netloc or unsafe:
+        raise SkipRetry(f"base_url: expected an http(s) URL like https://example.com, found {base_url!r}")
+    query = urlencode({"token": token})
+    return urlunsplit(
+        (
+            parts.scheme,
+            parts.netloc,
+            parts.path.rstrip("/") + path,
+            f"{parts.query}&{query}" if parts.query else query,
+            "",
+        )
+    )
+
+
+def _send_template(to: str, name: str, template: str, subject: str, link: str) -> None:
+    name = _text("name", name).strip()
+    greeting = name or "there"
+    folder = files("jobkit") / "templates"
+    text = Template((folder / f"{template}.txt").read_text(encoding="utf-8")).substitute(name=greeting, link=link)
+    page = Template((folder / f"{template}.html").read_text(encoding="utf-8"))
+    html_body = page.substitute(name=html.escape(greeting), link=html.escape(link))
+    _deliver(
+        lambda mail_from: build_message(
+            mail_from=mail_from, to=to, subject=subject, text=text, html_body=html_body, to_name=name
+        )
+    )
+
+
+def _deliver(build: Callable[[str], EmailMessage]) -> None:
+    settings = get_client().settings
+    try:
+        message = build(settings.mail_from)
+        where = mailer_for(settings).send(message)
+    except BadMessage as exc:
+        raise SkipRetry(str(exc)) from None
+    log.info("mail %s delivered to %s", message["Message-ID"], where)
+
+
+def _text(field: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise SkipRetry(f"{field}: expected text, found {type(value).__name__}")
     return value
 
 
-def send_email(to: str, subject: str, body: str, data: dict[str, Any] | None = None) -> str:
-    """Send one plain-text email; returns where it went. A bad address is a permanent failure."""
-    if not isinstance(to, str) or not _ADDRESS.fullmatch(to.strip()):
-        raise SkipRetry(f"invalid email address {to!r}")
-    settings = Settings.from_env()
-    message = EmailMessage()
-    message["From"] = _check_header("MAIL_FROM", os.environ.get("MAIL_FROM", "jobkit@localhost"))
-    message["To"] = _check_header("to", to.strip())
-    message["Subject"] = _check_header("subject", subject)
-    message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain="jobkit.local")
-    message.set_content(body)
-    outbox = settings.data_dir / "mail"
-    outbox.mkdir(parents=True, exist_ok=True)
-    target = outbox / f"{uuid.uuid4().hex}.eml"
-    _write_atomically(target, bytes(message))
-    return str(target)
+def _template_values(data: object) -> dict[str, str]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SkipRetry(f"data: expected a mapping of placeholder values, found {type(data).__name__}")
+    return {str(key): "" if value is None else str(value) for key, value in data.items()}
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def _escaped(values: dict[str, str]) -> dict[str, str]:
+    return {key: html.escape(value) for key, value in values.items()}

@@ -6,13 +6,25 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .client import Client, TaskRef, get_client, set_client
-from .errors import ConfigError, DispatchError, JobkitError, PayloadError, SkipRetry, UnknownQueue, UnknownTask
+from .errors import (
+    ConfigError,
+    DispatchError,
+    DuplicateTask,
+    JobkitError,
+    PayloadError,
+    SkipRetry,
+    UnknownQueue,
+    UnknownTask,
+)
 from .scheduler import ScheduleError, ScheduleInfo, list_schedules, schedule_once, schedule_recurring, unschedule
+from .workflows import Chain, chain, group
 
 __all__ = [
+    "Chain",
     "Client",
     "ConfigError",
     "DispatchError",
+    "DuplicateTask",
     "JobkitError",
     "PayloadError",
     "ScheduleError",
@@ -21,8 +33,10 @@ __all__ = [
     "TaskRef",
     "UnknownQueue",
     "UnknownTask",
+    "chain",
     "dispatch",
     "get_client",
+    "group",
     "list_schedules",
     "schedule_once",
     "schedule_recurring",

@@ -180,14 +180,25 @@ if maintenance == "1" then
     trim()
 end
 
+-- A claim makes an enqueue conditional: SET claim_key message_id NX PX ttl, in the same step as the enqueue. The
+-- scheduler fires each nominal time exactly once this way, and a unique task refuses a duplicate. Returns nil when
+-- claimed now (or no claim was asked), else the id that holds the claim.
+local function claim(key, ttl, message_id)
+    if key == nil or key == "" then
+        return nil
+    end
+    if redis.call("set", key, message_id, "NX", "PX", tonumber(ttl)) then
+        return nil
+    end
+    return redis.call("get", key) or ""
+end
+
 if command == "enqueue" then
-    -- args: rid, data, message id[, claim key, claim ttl ms]. With a claim key, enqueue only if nobody claimed it
-    -- before: claim and enqueue are one atomic step (the scheduler fires each nominal time exactly once this way).
+    -- args: rid, data, message id[, claim key, claim ttl ms]. Returns 1, or the id holding the claim.
     local rid = ARGV[A]
-    if ARGV[A + 3] and ARGV[A + 3] ~= "" then
-        if not redis.call("set", ARGV[A + 3], rid, "NX", "PX", tonumber(ARGV[A + 4])) then
-            return 0
-        end
+    local holder = claim(ARGV[A + 3], ARGV[A + 4], ARGV[A + 2])
+    if holder then
+        return holder
     end
     redis.call("hset", messages, rid, ARGV[A + 1])
     redis.call("hset", ids, ARGV[A + 2], rid)
@@ -195,8 +206,12 @@ if command == "enqueue" then
     return 1
 
 elseif command == "schedule" then
-    -- args: rid, data, message id, due ms, "scheduled" | "retry"
+    -- args: rid, data, message id, due ms, "scheduled" | "retry"[, claim key, claim ttl ms]
     local rid = ARGV[A]
+    local holder = claim(ARGV[A + 5], ARGV[A + 6], ARGV[A + 2])
+    if holder then
+        return holder
+    end
     redis.call("hset", messages, rid, ARGV[A + 1])
     redis.call("hset", ids, ARGV[A + 2], rid)
     local target = scheduled
@@ -241,14 +256,17 @@ elseif command == "heartbeat" then
     return redis.call("sismember", paused_set, queue)
 
 elseif command == "ack" then
-    -- args: rid, message id, "ok" | "retry", retention ms, completed message
+    -- args: rid, message id, "ok" | "retry" | "deferred", retention ms, completed message
+    -- ("deferred": a rate or concurrency limit put the message back with a delay before it ran; not counted)
     heartbeat()
     local rid = ARGV[A]
     if redis.call("srem", queue_acks, rid) == 1 then
         redis.call("hdel", messages, rid)
         redis.call("hdel", active, rid)
         local outcome = ARGV[A + 2]
-        count(outcome == "retry")
+        if outcome ~= "deferred" then
+            count(outcome == "retry")
+        end
         if outcome == "ok" then
             local message_id = ARGV[A + 1]
             if redis.call("hget", ids, message_id) == rid then

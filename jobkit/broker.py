@@ -13,6 +13,7 @@ What changes against the stock broker, each inside the one round trip Dramatiq a
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -45,6 +46,12 @@ BUSY_POLL_S = 0.25
 START_FLUSH_S = 0.05
 #: How long a completed task stays inspectable unless its task says otherwise.
 DEFAULT_RETENTION_MS = 86_400_000
+#: Connection settings an asyncio connection understands (the sync pool carries sync-only helpers too).
+_ASYNC_CONNECTION_KEYS = {
+    "host", "port", "db", "username", "password", "path", "socket_timeout", "socket_connect_timeout",
+    "socket_keepalive", "health_check_interval", "client_name", "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs",
+    "ssl_ca_certs", "ssl_ca_data", "ssl_check_hostname",
+}  # fmt: skip
 #: Archived (dead) tasks are kept this long and at most this many per queue (Asynq's defaults).
 DEAD_TTL_MS = 90 * 86_400_000
 DEAD_MAX = 10_000
@@ -78,6 +85,8 @@ class JobkitBroker(RedisBroker):
     ) -> None:
         self._hooks: dict[str, list[Any]] = {}  # before super(): it adds the middleware
         self.started: deque[tuple[str, str, float]] = deque()
+        self._async: Any = None
+        self._batcher: _Batcher | None = None
         #: Set by the worker's arbiter: where a paused queue's prefetched messages are taken back from.
         self.arbiter: Any = None
         #: Queue weights and strictness of the project (set when its actors are declared).
@@ -136,33 +145,82 @@ class JobkitBroker(RedisBroker):
 
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
         """Enqueue ``message`` now, or after ``delay`` milliseconds (any length: it waits in Redis)."""
-        enqueued = self._enqueue(message, delay, None)
-        assert enqueued is not None
-        return enqueued
+        message, command, args = self._prepare(message, delay, None)
+        self._dispatch(command)(message.queue_name, *args)
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def enqueue_claimed(
+        self, message: Message[Any], claim_key: str, claim_ttl_ms: int, *, delay: int | None = None
+    ) -> tuple[Message[Any], str | None]:
+        """Enqueue ``message`` unless ``claim_key`` is claimed already; claim and enqueue are one atomic step, so of
+        any number of callers with the same key exactly one enqueues. Returns the message and None, or the message
+        and the id of the task holding the claim (nothing was enqueued)."""
+        message, command, args = self._prepare(message, delay, (claim_key, claim_ttl_ms))
+        holder = self._dispatch(command)(message.queue_name, *args)
+        if holder != 1:
+            return message, holder.decode() if isinstance(holder, bytes) else str(holder)
+        self.emit_after("enqueue", message, delay)
+        return message, None
 
     def enqueue_once(self, message: Message[Any], claim_key: str, claim_ttl_ms: int) -> Message[Any] | None:
-        """Enqueue ``message`` now unless ``claim_key`` is already claimed (then return None). The claim and the
-        enqueue are one atomic step, so of any number of callers with the same key exactly one enqueues."""
-        return self._enqueue(message, None, (claim_key, claim_ttl_ms))
+        """Enqueue ``message`` now unless ``claim_key`` is already claimed (then return None)."""
+        enqueued, holder = self.enqueue_claimed(message, claim_key, claim_ttl_ms)
+        return None if holder is not None else enqueued
 
-    def _enqueue(self, message: Message[Any], delay: int | None, claim: tuple[str, int] | None) -> Message[Any] | None:
+    async def enqueue_async(
+        self, message: Message[Any], *, delay: int | None = None, claim: tuple[str, int] | None = None
+    ) -> tuple[Message[Any], str | None]:
+        """:meth:`enqueue_claimed` (or a plain enqueue without ``claim``) on an asyncio Redis connection, for the
+        API: the event loop serves other requests while Redis answers."""
+        message, command, args = self._prepare(message, delay, claim)
+        if self._batcher is None:
+            self._batcher = _Batcher(self._async_script(), [self.namespace])
+        holder = await self._batcher.call(self._header(command, message.queue_name, args))
+        if holder != 1:
+            return message, holder.decode() if isinstance(holder, bytes) else str(holder)
+        self.emit_after("enqueue", message, delay)
+        return message, None
+
+    def _prepare(
+        self, message: Message[Any], delay: int | None, claim: tuple[str, int] | None
+    ) -> tuple[Message[Any], str, list[Any]]:
+        """The message as it will be stored, and the script command and arguments that store it."""
         message = message.copy(options={"redis_message_id": str(uuid4())})
         message.options.pop("eta", None)
         self.emit_before("enqueue", message, delay)
         rid = message.options["redis_message_id"]
+        claim_args = [claim[0], claim[1]] if claim else []
         if delay is None or delay <= 0:
             message.options.pop("jobkit_due", None)
-            claim_args = (claim[0], claim[1]) if claim else ()
-            if not self.do_enqueue(message.queue_name, rid, message.encode(), message.message_id, *claim_args):
-                return None
-        else:
-            kind = "retry" if message.options.get("jobkit_retry") else "scheduled"
-            # Rounded up: a task never becomes due before the time asked for.
-            due = math.ceil(time.time() * 1000 + delay)
-            message.options["jobkit_due"] = due  # pending (for latency) from then on
-            self.do_schedule(message.queue_name, rid, message.encode(), message.message_id, due, kind)
-        self.emit_after("enqueue", message, delay)
-        return message
+            return message, "enqueue", [rid, message.encode(), message.message_id, *claim_args]
+        kind = "retry" if message.options.get("jobkit_retry") else "scheduled"
+        # Rounded up: a task never becomes due before the time asked for.
+        due = math.ceil(time.time() * 1000 + delay)
+        message.options["jobkit_due"] = due  # pending (for latency) from then on
+        return message, "schedule", [rid, message.encode(), message.message_id, due, kind, *claim_args]
+
+    def _async_script(self) -> Any:
+        """The dispatch script on an asyncio client with the same connection settings (made on first use, for the
+        one event loop of the API process)."""
+        if self._async is None:
+            from redis.asyncio import ConnectionPool, Redis
+            from redis.asyncio import connection as aio
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            pool = self.client.connection_pool
+            kind = {
+                redis.UnixDomainSocketConnection: aio.UnixDomainSocketConnection,
+                redis.SSLConnection: aio.SSLConnection,
+                redis.Connection: aio.Connection,
+            }.get(pool.connection_class)
+            if kind is None:  # e.g. a Sentinel-managed pool: no asyncio twin here
+                raise NotImplementedError(f"no asyncio connection for {pool.connection_class.__name__}")
+            kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in _ASYNC_CONNECTION_KEYS}
+            client = Redis(connection_pool=ConnectionPool(connection_class=kind, retry=Retry(NoBackoff(), 1), **kwargs))
+            self._async = client.register_script(_SCRIPT)
+        return self._async
 
     def flush(self, queue_name: str) -> None:
         """Drop every task of a queue, whatever its state (tests and `delete` tooling)."""
@@ -208,28 +266,65 @@ class JobkitBroker(RedisBroker):
         data = cast(list[bytes | None], self.client.hmget(f"{key}.msgs", rids))
         return [Message.decode(item) for item in data if item is not None]
 
+    def _header(self, command: str, queue_name: str, args: Any, maintenance: bool = False) -> list[Any]:
+        return [
+            command,
+            current_millis(),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            self.dead_max,
+            "1" if maintenance else "0",
+            self._take_started() if self.started else "",
+            *args,
+        ]
+
     def _dispatch(self, command: str) -> Any:
         dispatch = self.scripts["dispatch"]
         keys = [self.namespace]
 
         def do_dispatch(queue_name: str, *args: Any, maintenance: bool = False) -> Any:
-            return dispatch(
-                keys=keys,
-                args=[
-                    command,
-                    current_millis(),
-                    queue_name,
-                    self.broker_id,
-                    self.heartbeat_timeout,
-                    self.dead_message_ttl,
-                    self.dead_max,
-                    "1" if maintenance else "0",
-                    self._take_started() if self.started else "",
-                    *args,
-                ],
-            )
+            return dispatch(keys=keys, args=self._header(command, queue_name, args, maintenance))
 
         return do_dispatch
+
+
+class _Batcher:
+    """Sends the script calls that arrive in one turn of the event loop as one pipeline: under load, one write and
+    one read serve many API requests instead of one each."""
+
+    def __init__(self, script: Any, keys: list[str]) -> None:
+        self.script = script
+        self.keys = keys
+        self.waiting: list[tuple[list[Any], asyncio.Future[Any]]] = []
+
+    async def call(self, args: list[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.waiting.append((args, future))
+        if len(self.waiting) == 1:
+            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+        return await future
+
+    async def _flush(self) -> None:
+        batch, self.waiting = self.waiting, []
+        try:
+            pipe = self.script.registered_client.pipeline(transaction=False)
+            for args, _ in batch:
+                await self.script(keys=self.keys, args=args, client=pipe)
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # the connection failed: every call in the batch sees it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
 
 class _JobkitConsumer(Consumer):
@@ -261,7 +356,11 @@ class _JobkitConsumer(Consumer):
     def ack(self, message: MessageProxy) -> None:
         options = message.options
         try:
-            if message._exception is not None:  # this attempt failed and a retry is already enqueued
+            if options.get("jobkit_deferred"):
+                # Issue 8: a rate or concurrency limit deferred this attempt (re-enqueued with a delay, never run):
+                # neither counted as processed nor recorded as completed.
+                self._ack(self.queue_name, options["redis_message_id"], message.message_id, "deferred", 0, "")
+            elif message._exception is not None:  # this attempt failed and a retry is already enqueued
                 self._ack(self.queue_name, options["redis_message_id"], message.message_id, "retry", 0, "")
             else:
                 retention = self._retention(message)

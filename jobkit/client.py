@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 import threading
@@ -13,14 +14,14 @@ from typing import Any
 from dramatiq.message import Message
 
 from .broker import JobkitBroker
-from .errors import DispatchError, PayloadError, UnknownQueue, UnknownTask
+from .errors import DispatchError, DuplicateTask, PayloadError, UnknownQueue, UnknownTask
 from .imports import import_handler
 from .loader import load_project
-from .model import Project, TaskSpec
+from .model import Project, TaskSpec, WorkflowSpec
 from .settings import Settings
 from .yamlnodes import did_you_mean
 
-__all__ = ["Client", "TaskRef", "get_client", "set_client"]
+__all__ = ["Client", "TaskRef", "current_client", "get_client", "set_client"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,54 @@ class Client:
         timeout: timedelta | float | None = None,
         **payload: Any,
     ) -> TaskRef:
+        if task in self.project.workflows and task not in self.project.tasks:  # issue 8: a workflow by name
+            if delay is not None or at is not None or queue or max_retries is not None or timeout is not None:
+                raise DispatchError(f"{task}: a workflow takes only its payload (no delay, at, queue or options)")
+            return self.start_workflow(self.project.workflows[task], payload)
+        message, delay_ms, claim = self._message(task, delay, at, queue, max_retries, timeout, payload)
+        if claim is None:
+            self.broker.enqueue(message, delay=delay_ms)
+        else:
+            message, holder = self.broker.enqueue_claimed(message, *claim, delay=delay_ms)
+            if holder is not None:
+                raise _duplicate(task, holder)
+        return TaskRef(id=message.message_id, queue=message.queue_name, task=task)
+
+    async def dispatch_async(
+        self,
+        task: str,
+        /,
+        *,
+        delay: timedelta | float | None = None,
+        at: datetime | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout: timedelta | float | None = None,
+        **payload: Any,
+    ) -> TaskRef:
+        """:meth:`dispatch` for an event loop (the API): the same checks, the enqueue awaited on asyncio Redis."""
+        if task in self.project.workflows and task not in self.project.tasks:
+            return await asyncio.to_thread(
+                self.dispatch, task, delay=delay, at=at, queue=queue, max_retries=max_retries, timeout=timeout,
+                **payload,
+            )  # fmt: skip
+        message, delay_ms, claim = self._message(task, delay, at, queue, max_retries, timeout, payload)
+        message, holder = await self.broker.enqueue_async(message, delay=delay_ms, claim=claim)
+        if holder is not None:
+            raise _duplicate(task, holder)
+        return TaskRef(id=message.message_id, queue=message.queue_name, task=task)
+
+    def _message(
+        self,
+        task: str,
+        delay: timedelta | float | None,
+        at: datetime | None,
+        queue: str | None,
+        max_retries: int | None,
+        timeout: timedelta | float | None,
+        payload: dict[str, Any],
+    ) -> tuple[Message[Any], int | None, tuple[str, int] | None]:
+        """Check everything and build the message, its delay and (for a unique task) its claim."""
         spec = self.task_spec(task)
         queue_name = queue or spec.queue
         if queue_name not in self.project.queues:
@@ -133,8 +182,28 @@ class Client:
         message: Message[Any] = Message(
             queue_name=queue_name, actor_name=task, args=(), kwargs=payload, options=options
         )
-        self.broker.enqueue(message, delay=delay_ms)
-        return TaskRef(id=message.message_id, queue=queue_name, task=task)
+        claim = None
+        if spec.unique is not None:  # refuse a duplicate inside the TTL, in the enqueue's own step
+            from .limits import unique_lock_key
+
+            key = unique_lock_key(self.settings.namespace, spec, payload)
+            message.options["jobkit_unique"] = key
+            claim = (key, int(spec.unique.total_seconds() * 1000))
+        return message, delay_ms, claim
+
+    def start_workflow(self, workflow: WorkflowSpec, payload: dict[str, Any]) -> TaskRef:
+        """Start one run of ``workflow``; the returned id is the workflow's (see ``Queues.workflow``), the queue is
+        its first step's."""
+        from .workflows import start_workflow
+
+        def check(task: str, rendered: dict[str, Any]) -> None:
+            spec = self.task_spec(task)
+            check_payload(spec, self.signature(spec), rendered)
+
+        workflow_id, messages = start_workflow(
+            self.broker, self.broker.client, self.settings.namespace, workflow, payload, check
+        )
+        return TaskRef(id=workflow_id, queue=messages[0].queue_name, task=workflow.name)
 
     @staticmethod
     def _delay_ms(task: str, delay: timedelta | float | None, at: datetime | None) -> int | None:
@@ -153,6 +222,14 @@ class Client:
         return math.ceil(seconds * 1000) or None
 
 
+def _duplicate(task: str, holder: str) -> DuplicateTask:
+    return DuplicateTask(
+        f"{task}: a task with the same unique key is already queued or running ({holder}); "
+        "it can be dispatched again once that one finishes or the lock expires",
+        existing_id=holder,
+    )
+
+
 _default: Client | None = None
 _default_lock = threading.Lock()
 
@@ -163,6 +240,12 @@ def get_client() -> Client:
     with _default_lock:
         if _default is None:
             _default = Client.from_env()
+        return _default
+
+
+def current_client() -> Client | None:
+    """The client already set for this process (a worker's own), without building one from the environment."""
+    with _default_lock:
         return _default
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 __all__ = [
     "ConfigError",
     "DispatchError",
+    "DuplicateTask",
     "JobkitError",
     "PayloadError",
     "Problem",
@@ -72,6 +73,15 @@ class UnknownTask(DispatchError):
 
 class UnknownQueue(DispatchError):
     """No queue of that name is declared in jobs.yaml."""
+
+
+class DuplicateTask(DispatchError):
+    """The same task with the same unique key is already queued or running."""
+
+    def __init__(self, message: str | None = None, *, existing_id: str = "") -> None:
+        #: Id of the task that holds the lock (the API answers 409 with it).
+        self.existing_id = existing_id
+        super().__init__(message)
 
 
 class PayloadError(DispatchError):

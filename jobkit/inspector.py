@@ -6,7 +6,6 @@ messages), and every operation is one atomic step in ``queues.lua``.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +16,7 @@ from dramatiq.message import Message
 
 from .client import Client
 from .errors import TaskNotFound, TaskStateError, UnknownQueue
+from .limits import describe_limits, release_unique
 from .yamlnodes import did_you_mean
 
 __all__ = ["STATES", "QueueStats", "Queues", "TaskInfo"]
@@ -134,11 +134,8 @@ class Queues:
         processed, failed, processed_total, failed_total = (int(v) for v in raw[8:12])
         pending = max(0, held_or_waiting - scheduled - retry - active)
         latency = 0
-        if raw[12]:
-            options = json.loads(raw[12])
-            waiting_since = max(
-                int(options.get("message_timestamp", now_ms)), int(options["options"].get("jobkit_due", 0))
-            )
+        if listed and raw[12]:
+            waiting_since = max(int(raw[12]), int(raw[13] or 0))
             latency = max(0, now_ms - waiting_since)
         return QueueStats(
             queue=name,
@@ -150,7 +147,7 @@ class Queues:
             completed=completed,
             paused=bool(paused),
             size=pending + active + scheduled + retry,
-            latency_ms=latency if listed else 0,
+            latency_ms=latency,
             processed=processed,
             failed=failed,
             processed_total=processed_total,
@@ -238,9 +235,12 @@ class Queues:
 
     def delete(self, name: str, task_id: str) -> str:
         """Delete a pending, scheduled, retry, archived or completed task; returns the state it was in."""
-        state, deleted = self._call("delete", self.check(name), task_id)
+        found = self._call("task", self.check(name), task_id)  # issue 8: to learn its unique lock, if any
+        state, deleted = self._call("delete", name, task_id)
         state = state.decode()
         if deleted:
+            if found[0] != b"missing" and found[3]:
+                release_unique(self.redis, Message.decode(found[3]))
             return str(state)
         if state == "missing":
             raise TaskNotFound(f"no task {task_id!r} in queue {name!r}")
@@ -265,6 +265,20 @@ class Queues:
         if not result[1]:
             raise TaskStateError(f"task {task_id!r} changed state ({result[0].decode()}) while being retried")
         return str(state)
+
+    # -- flow control and workflows (issue 8) ------------------------------------------------------------------------
+    def limits(self, task: str) -> dict[str, Any]:
+        """The unique / rate_limit / concurrency settings of a task and their current use."""
+        return describe_limits(self.redis, self.namespace, self.client.task_spec(task))
+
+    def workflow(self, workflow_id: str) -> dict[str, Any]:
+        """A workflow run's state and its steps' states (see :func:`jobkit.workflows.workflow_info`)."""
+        from .workflows import workflow_info
+
+        info = workflow_info(self.redis, self.namespace, workflow_id)
+        if info is None:
+            raise TaskNotFound(f"no workflow {workflow_id!r} (it may have expired)")
+        return info
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def _list(self, name: str, state: str, start: int, stop: int) -> tuple[int, _Rows]:

@@ -11,8 +11,21 @@ from typing import Any
 
 import yaml
 
+from .alerts import parse_alerts
 from .imports import ImportProblem, ensure_import_path, import_exception, import_handler
-from .model import ExportSpec, Priority, Project, QueueSpec, RetryPolicy, TaskSpec, WorkerSpec
+from .model import (
+    ExportSpec,
+    Priority,
+    Project,
+    QueueSpec,
+    RateLimit,
+    RetryPolicy,
+    TaskSpec,
+    WorkerSpec,
+    WorkflowSpec,
+    WorkflowStep,
+)
+from .placeholders import TemplateError, references
 from .yamlnodes import Entry, Reader, did_you_mean
 
 __all__ = ["QUEUE_NAME", "TASK_NAME", "load_project"]
@@ -22,11 +35,16 @@ TASK_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.-]*(?::[a-zA-Z0-9_.-]+)*")
 _EXPORT_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")
 _READ_ONLY_START = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
 
-TOP_KEYS = ["queues", "priority", "worker", "defaults", "tasks", "exports"]
+TOP_KEYS = ["queues", "priority", "worker", "defaults", "tasks", "exports", "workflows", "alerts"]
 WORKER_KEYS = ["processes", "threads", "shutdown_timeout"]
 POLICY_KEYS = ["queue", "max_retries", "backoff", "timeout", "retention", "retry_on", "skip_retry_on"]
-PLANNED_KEYS = ["unique", "rate_limit", "concurrency"]
-TASK_KEYS = ["handler", *POLICY_KEYS, "api", *PLANNED_KEYS]
+# Flow control (issue 8), per task only: a default uniqueness or rate would silently couple unrelated tasks.
+FLOW_KEYS = ["unique", "unique_key", "rate_limit", "concurrency"]
+TASK_KEYS = ["handler", *POLICY_KEYS, "api", *FLOW_KEYS]
+WORKFLOW_KEYS = ["steps", "api"]
+STEP_KEYS = ["task", "payload"]
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*")
+_RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
 BACKOFF_KEYS = ["min", "max"]
 PRIORITIES = ["weighted", "strict"]
 
@@ -82,6 +100,8 @@ class _Loader:
             self.check_queue(defaults, "defaults", queues)
         tasks = self.tasks(top["tasks"], defaults, queues) if "tasks" in top else {}
         exports = self.exports(top["exports"]) if "exports" in top else {}
+        workflows = self.workflows(top["workflows"], tasks) if "workflows" in top else {}
+        alerts = parse_alerts(self.r, top["alerts"].node, queues, tasks) if "alerts" in top else {}  # issue 6
         if self.r.problems or priority is None or worker is None:
             return None
         default_queue = defaults.values.get("queue", "default") if defaults else "default"
@@ -93,6 +113,8 @@ class _Loader:
             worker=worker,
             exports=exports,
             default_queue=default_queue,
+            workflows=workflows,
+            alerts=alerts,
         )
 
     # -- sections ---------------------------------------------------------------------------------------------------
@@ -181,8 +203,14 @@ class _Loader:
                 value = self.r.text(item.node, key_path, "module:function")
             elif item.key == "api":
                 value = self.r.boolean(item.node, key_path)
-            elif item.key in PLANNED_KEYS:
-                self.r.problem(item.key_node, key_path, "not supported yet", "planned; remove it for now")
+            elif item.key == "unique":
+                value = self.r.duration(item.node, key_path, timedelta(seconds=1))
+            elif item.key == "unique_key":
+                value = self.template_text(item.node, key_path)
+            elif item.key == "rate_limit":
+                value = self.rate_limit(item.node, key_path)
+            elif item.key == "concurrency":
+                value = self.r.integer(item.node, key_path, 1, 100_000)
             if value is not None:
                 policy.values[item.key] = value
                 policy.nodes[item.key] = item.node
@@ -244,7 +272,18 @@ class _Loader:
                 timeout=values["timeout"],
                 retention=values["retention"],
                 api=bool(values.get("api", False)),
+                unique=own.values.get("unique"),
+                unique_key=own.values.get("unique_key"),
+                rate_limit=own.values.get("rate_limit"),
+                concurrency=own.values.get("concurrency"),
             )
+            if "unique_key" in own.values and "unique" not in own.values:
+                self.r.problem(
+                    own.nodes["unique_key"],
+                    f"{path}.unique_key",
+                    "has no effect without unique",
+                    "add e.g. unique: 10m",
+                )
         return tasks
 
     def check_handler(self, handler: str, node: yaml.Node, path: str) -> None:
@@ -282,3 +321,124 @@ class _Loader:
                 continue
             exports[item.key] = ExportSpec(item.key, sql)
         return exports
+
+    # -- flow control (issue 8) -------------------------------------------------------------------------------------
+    def rate_limit(self, node: yaml.Node, path: str) -> RateLimit | None:
+        hint = "like 100/m, 10/s or 1000/h"
+        if not (isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str"):
+            self.r.wrong_type(node, path, "a rate", hint)
+            return None
+        match = _RATE.fullmatch(node.value)
+        if match is None:
+            self.r.problem(node, path, f"expected a rate, found {node.value!r}", hint)
+            return None
+        count = int(match.group(1))
+        if count < 1:
+            self.r.problem(node, path, f"expected at least 1 per {match.group(2)}, found {count}", hint)
+            return None
+        return RateLimit(count, timedelta(seconds=_RATE_UNITS[match.group(2)]))
+
+    def template_text(self, node: yaml.Node, path: str) -> str | None:
+        text = self.r.text(node, path, 'a template like "{{ user_id }}"')
+        if text is None:
+            return None
+        try:
+            if not references(text):
+                self.r.problem(node, path, "refers to no payload field", 'e.g. "{{ user_id }}"')
+                return None
+        except TemplateError as exc:
+            self.r.problem(node, path, str(exc), "write {{ field }} or {{ field.sub }}")
+            return None
+        return text
+
+    def workflows(self, entry: Entry, tasks: dict[str, TaskSpec]) -> dict[str, WorkflowSpec]:
+        workflows: dict[str, WorkflowSpec] = {}
+        for path, item in self.r.walk_mapping(entry.node, "workflows"):
+            if not TASK_NAME.fullmatch(item.key):
+                self.r.problem(item.key_node, path, "invalid workflow name", "use group:action, e.g. report:build")
+                continue
+            if item.key in tasks:
+                self.r.problem(item.key_node, path, "a task has the same name", "workflows and tasks share names")
+                continue
+            api: bool | None = False
+            if isinstance(item.node, yaml.SequenceNode):  # the steps alone
+                steps_node: yaml.Node | None = item.node
+                steps_path = path
+            else:
+                options = self.r.mapping(item.node, path, WORKFLOW_KEYS)
+                api = self.r.boolean(options["api"].node, f"{path}.api") if "api" in options else False
+                steps_node = options["steps"].node if "steps" in options else None
+                steps_path = f"{path}.steps"
+                if steps_node is None and isinstance(item.node, yaml.MappingNode):
+                    self.r.problem(item.key_node, steps_path, "missing", "a list of steps, each a task or a group")
+            if steps_node is None:
+                continue
+            steps: list[WorkflowStep] = []
+            nodes = self.r.sequence(steps_node, steps_path)
+            if not nodes and isinstance(steps_node, yaml.SequenceNode):
+                self.r.problem(steps_node, steps_path, "no step", "a list of steps, each a task or a group")
+            for index, step_node in enumerate(nodes):
+                step = self.workflow_step(step_node, f"{steps_path}[{index}]", tasks, first=index == 0)
+                if step is not None:
+                    steps.append(step)
+            if len(steps) == len(nodes) and steps and api is not None:
+                workflows[item.key] = WorkflowSpec(item.key, tuple(steps), api)
+        return workflows
+
+    def workflow_step(
+        self, node: yaml.Node, path: str, tasks: dict[str, TaskSpec], *, first: bool
+    ) -> WorkflowStep | None:
+        if isinstance(node, yaml.MappingNode) and any(k.value == "group" for k, _ in node.value):
+            options = self.r.mapping(node, path, ["group"])
+            members = self.r.sequence(options["group"].node, f"{path}.group") if "group" in options else []
+            if len(members) < 2 and "group" in options:
+                self.r.problem(options["group"].node, f"{path}.group", "a group needs at least 2 tasks")
+                return None
+            found = [
+                self.step_task(member, f"{path}.group[{i}]", tasks, first=first) for i, member in enumerate(members)
+            ]
+            if not found or any(task is None for task in found):
+                return None
+            return WorkflowStep(tuple(task for task in found if task is not None), group=True)
+        task = self.step_task(node, path, tasks, first=first)
+        return WorkflowStep((task,)) if task is not None else None
+
+    def step_task(
+        self, node: yaml.Node, path: str, tasks: dict[str, TaskSpec], *, first: bool
+    ) -> tuple[str, dict[str, Any]] | None:
+        if isinstance(node, yaml.ScalarNode):  # `- email:send`, a task with no payload
+            options = {"task": Entry("task", node, node)}
+        else:
+            options = self.r.mapping(node, path, [*STEP_KEYS, "group"])
+            if "task" not in options:
+                if isinstance(node, yaml.MappingNode):
+                    self.r.problem(node, f"{path}.task", "missing", "each step names a task or is a group")
+                return None
+        name = self.r.text(options["task"].node, f"{path}.task")
+        if name is None:
+            return None
+        if name not in tasks:
+            hint = did_you_mean(name, set(tasks)) or "declare it under tasks:"
+            self.r.problem(options["task"].node, f"{path}.task", f"unknown task {name!r}", hint)
+            return None
+        payload: dict[str, Any] = {}
+        if "payload" in options:
+            payload_node = options["payload"].node
+            if not isinstance(payload_node, yaml.MappingNode):
+                self.r.wrong_type(payload_node, f"{path}.payload", "a mapping")
+                return None
+            payload = dict(self.r.value(payload_node))
+            try:
+                roots = {ref.split(".")[0] for ref in references(payload)}
+            except TemplateError as exc:
+                self.r.problem(payload_node, f"{path}.payload", str(exc), "write {{ input.x }} or {{ prev }}")
+                return None
+            unknown = roots - {"input", "prev"}
+            if unknown:
+                bad = sorted(unknown)[0]
+                self.r.problem(payload_node, f"{path}.payload", f"unknown reference {bad!r}", "use input or prev")
+                return None
+            if first and "prev" in roots:
+                self.r.problem(payload_node, f"{path}.payload", "the first step has no previous result", "use input")
+                return None
+        return name, payload

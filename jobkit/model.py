@@ -8,15 +8,21 @@ from datetime import timedelta
 from typing import Any, Literal
 
 __all__ = [
+    "AlertChannel",
+    "AlertKind",
+    "AlertRule",
     "ExportSpec",
     "Priority",
     "Project",
     "QueueSpec",
+    "RateLimit",
     "RetryPolicy",
     "ScheduleFile",
     "ScheduleSpec",
     "TaskSpec",
     "WorkerSpec",
+    "WorkflowSpec",
+    "WorkflowStep",
 ]
 
 Priority = Literal["weighted", "strict"]
@@ -54,6 +60,19 @@ class RetryPolicy:
     """These exceptions archive the task at once (as ``jobkit.SkipRetry`` always does)."""
 
 
+# -- flow control (issue 8) ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RateLimit:
+    """``rate_limit: 100/m``: at most ``count`` starts in any window of ``per``, shared by every worker."""
+
+    count: int
+    per: timedelta
+
+    def __str__(self) -> str:
+        unit = {1: "s", 60: "m", 3600: "h"}.get(int(self.per.total_seconds()), "s")
+        return f"{self.count}/{unit}"
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
@@ -68,6 +87,34 @@ class TaskSpec:
     """How long a completed task stays inspectable (0 = not kept)."""
     api: bool = False
     """May be triggered through ``POST /api/jobs/trigger/{task}``."""
+    unique: timedelta | None = None
+    """A second dispatch with the same key inside this time is refused (the lock ends when the task finishes)."""
+    unique_key: str | None = None
+    """Template of the uniqueness key (``"{{ user_id }}"``); default: the whole payload."""
+    rate_limit: RateLimit | None = None
+    """At most so many starts per second, minute or hour across all workers; others wait their turn."""
+    concurrency: int | None = None
+    """At most this many running at once across all workers."""
+
+
+@dataclass(frozen=True)
+class WorkflowStep:
+    """One step of a workflow: a single task, or several run in parallel (a group) whose results are collected."""
+
+    tasks: tuple[tuple[str, Mapping[str, Any]], ...]
+    """(task name, payload template) pairs; more than one makes the step a group."""
+    group: bool = False
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    name: str
+    """Triggered like a task: ``jobkit dispatch NAME``, ``POST /api/jobs/trigger/NAME``."""
+    steps: tuple[WorkflowStep, ...]
+    """Run in order; a payload template may use ``{{ input.x }}`` (the dispatch payload) and ``{{ prev }}``
+    (the previous step's result; a list of results after a group)."""
+    api: bool = False
+    """May be triggered through ``POST /api/jobs/trigger/{name}``."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +122,37 @@ class ExportSpec:
     name: str
     sql: str
     """A read-only query with ``:named`` parameters; never taken from a request."""
+
+
+# -- alerts (issue 6) ------------------------------------------------------------------------------------------------
+AlertKind = Literal["archived", "latency", "failure_rate", "archived_growth"]
+
+
+@dataclass(frozen=True)
+class AlertChannel:
+    """Where an alert goes: ``log``, ``{webhook: URL}`` or ``{email: ADDRESS}`` (delivered by notification:send)."""
+
+    kind: Literal["webhook", "email", "log"]
+    target: str | None = None
+    """The webhook URL or the email address; None for ``log``."""
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    name: str
+    when: AlertKind
+    """``archived`` (a task is dead), ``latency``, ``failure_rate`` or ``archived_growth``."""
+    queues: tuple[str, ...]
+    """Queues watched (``queue:`` or ``queues:``); empty means every declared queue."""
+    channels: tuple[AlertChannel, ...]
+    cooldown: timedelta = timedelta(minutes=10)
+    """After an alert, the rule stays silent this long: one incident, one alert."""
+    over: float = 0.0
+    """Threshold: seconds of latency, a failure rate (0..1) or a number of newly archived tasks."""
+    window: timedelta | None = None
+    """For ``failure_rate`` and ``archived_growth``: the span the rate or growth is measured over."""
+    min_processed: int = 1
+    """For ``failure_rate``: attempts needed in the window before the rate counts."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +165,9 @@ class Project:
     worker: WorkerSpec = field(default_factory=WorkerSpec)
     exports: Mapping[str, ExportSpec] = field(default_factory=dict)
     default_queue: str = "default"
+    workflows: Mapping[str, WorkflowSpec] = field(default_factory=dict)
+    alerts: Mapping[str, AlertRule] = field(default_factory=dict)
+    """Issue 6: alert rules under ``alerts:``, by name."""
 
     def task(self, name: str) -> TaskSpec:
         return self.tasks[name]

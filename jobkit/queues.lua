@@ -65,10 +65,26 @@ end
 if command == "stats" then
     -- args: day number. Returns the raw numbers of one queue; Python derives the rest.
     local day = ARGV[A]
+    -- The oldest waiting task's times, read straight from its JSON (no decode of the whole message).
     local head = redis.call("lindex", pending, 0)
-    local head_data = ""
+    local enqueued, due = "", ""
     if head then
-        head_data = redis.call("hget", messages, head) or ""
+        local data = redis.call("hget", messages, head)
+        if data then
+            -- Dramatiq writes kwargs before options and message_timestamp last: look after the last "options"
+            -- key, so a payload field of the same name cannot be mistaken for them.
+            local options_at, search_from = 1, 1
+            while true do
+                local found = string.find(data, '"options":', search_from, true)
+                if not found then
+                    break
+                end
+                options_at, search_from = found, found + 1
+            end
+            local tail = string.sub(data, options_at)
+            enqueued = string.match(tail, '"message_timestamp":%s*(%d+)%s*}%s*$') or ""
+            due = string.match(tail, '"jobkit_due":%s*(%d+)') or ""
+        end
     end
     return {
         redis.call("llen", pending),
@@ -83,7 +99,8 @@ if command == "stats" then
         redis.call("get", pending .. ".failed:" .. day) or "0",
         redis.call("get", pending .. ".processed_total") or "0",
         redis.call("get", pending .. ".failed_total") or "0",
-        head_data,
+        enqueued,
+        due,
     }
 
 elseif command == "task" then

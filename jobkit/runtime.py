@@ -19,14 +19,18 @@ from dramatiq.middleware import AgeLimit, AsyncIO, Callbacks, Pipelines, Shutdow
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
+from .alerts import DeadTaskAlerts
 from .broker import JobkitBroker, connect
 from .errors import ConfigError
 from .imports import import_exception, import_handler
+from .limits import FlowControl
 from .loader import load_project
 from .model import Project, TaskSpec
 from .priority import Priority
 from .retries import Retries
 from .settings import Settings
+from .system import WorkerInfo
+from .workflows import WorkflowSteps
 
 __all__ = ["ProjectBoot", "build_broker", "declare_project", "open_broker"]
 
@@ -55,12 +59,18 @@ def open_broker(settings: Settings, *, extra_middleware: list[dramatiq.Middlewar
         Callbacks(),
         Pipelines(),
         Retries(),
+        # Issue 8. Before Priority: a deferred task must not be marked as started. WorkflowSteps' after hook runs
+        # before Retries' (reverse order), so it learns about archiving in after_nack.
+        FlowControl(),
+        WorkflowSteps(),
         Priority(),
         AsyncIO(),
         # Only actors with store_results keep results; with it, handlers may return values without a warning.
         Results(backend=RedisBackend(client=client, namespace=f"{settings.namespace}-results")),
         TaskLog(),
         ReleaseOnExit(),
+        WorkerInfo(),
+        DeadTaskAlerts(),  # issue 6: `when: archived` alert rules, as a task is archived
         *(extra_middleware or []),
     ]
     return JobkitBroker(client=client, namespace=settings.namespace, middleware=middleware)
@@ -87,6 +97,11 @@ def declare_task(broker: JobkitBroker, task: TaskSpec) -> dramatiq.Actor[..., An
             "skip_retry_on": skip,
             # Dramatiq logs these at info level instead of as unhandled errors.
             "throws": (SkipRetry, *skip),
+            # Issue 8 (jobkit.limits.FlowControl): (starts, window ms) and running-at-once caps.
+            "jobkit_rate_limit": (
+                (task.rate_limit.count, _ms(task.rate_limit.per)) if task.rate_limit is not None else None
+            ),
+            "jobkit_concurrency": task.concurrency,
         },
     )
 

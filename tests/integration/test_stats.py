@@ -94,3 +94,13 @@ def test_stats_follow_a_task_through_every_state(
     today = [row for row in history if row["queue"] == "default"][-1]
     assert (today["processed"], today["failed"]) == (6, 2)
     assert len(history) == 14
+
+
+def test_latency_reads_the_message_times_not_payload_fields_of_the_same_name(state_client: Client) -> None:
+    queues = Queues(state_client)
+    decoy = {"options": {"jobkit_due": 1}, "message_timestamp": 1}
+    state_client.dispatch("t:record", key="k", value=decoy)  # type: ignore[arg-type]
+
+    latency = queues.stats("default").latency_ms
+
+    assert 0 <= latency < 5_000

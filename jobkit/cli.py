@@ -13,10 +13,11 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import RedisError
 
+from .cli_ops import add_commands
 from .durations import DurationError, parse_duration
 from .errors import ConfigError, JobkitError, Problem
 from .loader import load_project
@@ -159,8 +160,17 @@ def cmd_up(args: argparse.Namespace) -> int:
             flush=True,
         )
         _schedule_file(settings, project)  # refuse a broken schedules.yaml here, before the scheduler starts
+        from .exports import ensure_demo_database
+
+        demo = ensure_demo_database(settings)  # so the seed's export example works out of the box
+        if demo is not None:
+            print(f"jobkit: demo database for exports at {demo}", flush=True)
         children.append(subprocess.Popen(_scheduler_argv(), env=env, start_new_session=True))
         print("jobkit: scheduler started", flush=True)
+        dashboard = _dashboard_url(settings)  # creates the secret first, when there is none yet
+        children.append(subprocess.Popen(_api_argv(), env=env, start_new_session=True))
+        print(f"jobkit: API on http://{settings.api_host}:{settings.api_port} (OpenAPI at /schema)", flush=True)
+        print(f"jobkit: dashboard {dashboard} (token valid 1h; `jobkit token` mints more)", flush=True)
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
         if not stopping:
@@ -171,8 +181,27 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         if redis_server is not None:
             redis_server.stop()
-    failed = [child.returncode for child in children if child.returncode not in (0, None)]
+    # uvicorn re-raises the SIGTERM it handled, so a child that ended on the signal we sent ended cleanly too.
+    clean = (0, None, -signal.SIGTERM)
+    failed = [child for child in children if child.returncode not in clean]
+    for child in failed:
+        command = " ".join(str(part) for part in cast(list[str], child.args)[1:4])
+        print(f"jobkit: {command} exited with code {child.returncode}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _api_argv() -> list[str]:
+    return [sys.executable, "-m", "jobkit.cli", "api"]
+
+
+def _dashboard_url(settings: Settings) -> str:
+    """The dashboard with a short-lived admin token in the fragment (never sent to a server, never logged)."""
+    from datetime import timedelta
+
+    from .auth import ensure_secret, mint_token
+
+    token = mint_token(ensure_secret(settings), "jobkit-up", "admin", timedelta(hours=1))
+    return f"http://{settings.api_host}:{settings.api_port}/dashboard#token={token}"
 
 
 def _scheduler_argv() -> list[str]:
@@ -263,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--at", help="run at this ISO time, e.g. 2026-01-31T09:00:00+00:00")
     dispatch.add_argument("--queue", help="queue instead of the task's own")
     dispatch.set_defaults(func=cmd_dispatch)
+    add_commands(sub)
     return parser
 
 

@@ -9,14 +9,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jobkit
-from jobkit.client import TaskRef, get_client
+from jobkit.client import Client, TaskRef, get_client
 from jobkit.errors import DispatchError
-from jobkit.exports import ExportError, check_filename, export_filename
+from jobkit.exports import ExportError, bind_parameters, check_filename, export_filename
 from jobkit.yamlnodes import did_you_mean
 
 __all__ = [
     "cleanup_old_files",
     "export_filename",
+    "export_payload",
     "process_export",
     "send_delayed_email",
     "send_email",
@@ -62,11 +63,26 @@ def process_export(
     """``export:process`` of the query ``export`` declared under ``exports:`` in jobs.yaml (never SQL).
 
     The file is ``JOBKIT_DATA_DIR/exports/<filename>``; by default ``export_<user_id>_<YYYYmmdd_HHMMSS>.<ext>``
-    (call :func:`export_filename` first to know the name). Refuses an undeclared export, an unknown export_type
-    or a filename with a directory in it before anything is enqueued.
+    (call :func:`export_filename` first to know the name). Refuses an undeclared export, an unknown export_type,
+    parameters that do not bind or a filename with a directory in it before anything is enqueued.
     """
-    declared = get_client().project.exports
-    if export not in declared:
+    client = get_client()
+    return client.dispatch("export:process", **export_payload(client, user_id, export_type, export, params, filename))
+
+
+def export_payload(
+    client: Client,
+    user_id: int | str,
+    export_type: str,
+    export: str,
+    params: dict[str, Any] | None = None,
+    filename: str | None = None,
+) -> dict[str, Any]:
+    """The checked payload of ``export:process`` (shared by :func:`process_export` and the API's export trigger);
+    raises :class:`~jobkit.errors.DispatchError` naming what is wrong."""
+    declared = client.project.exports
+    spec = declared.get(export)
+    if spec is None:
         hint = did_you_mean(export, set(declared)) or "declared: " + (", ".join(sorted(declared)) or "none")
         raise DispatchError(
             f"export:process: {export!r} is not a query declared under exports: in jobs.yaml ({hint}); "
@@ -74,11 +90,10 @@ def process_export(
         )
     try:
         name = export_filename(user_id, export_type) if filename is None else check_filename(filename, export_type)
+        bind_parameters(spec, params or {}, user_id)
     except ExportError as exc:
         raise DispatchError(f"export:process: {exc}") from None
-    return jobkit.dispatch(
-        "export:process", user_id=user_id, export_type=export_type, export=export, params=params or {}, filename=name
-    )
+    return {"user_id": user_id, "export_type": export_type, "export": export, "params": params or {}, "filename": name}
 
 
 def send_notification(

@@ -1,1 +1,7 @@
-"""The Litestar app (``create_app``) comes with the REST API work; this package holds it."""
+"""The REST API: ``create_app(...)`` -> a Litestar app (routes in ``routes.py``, schemas in ``schemas.py``)."""
+
+from __future__ import annotations
+
+from .app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,99 @@
+"""Every error the API answers is JSON ``{"status_code": int, "detail": str}``; nothing else, never a traceback.
+
+Litestar's own validation errors carry an ``extra`` list; we fold the first field's name and message into ``detail``
+instead, so one shape (``ErrorBody``) documents every error response.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from redis.exceptions import RedisError
+
+from ..auth import AuthError
+from ..errors import DispatchError, DuplicateTask, PayloadError, TaskNotFound, TaskStateError, UnknownQueue, UnknownTask
+from .schemas import DuplicateBody, ErrorBody
+
+__all__ = ["EXCEPTION_HANDLERS", "Conflict", "Unprocessable", "error_response"]
+
+log = logging.getLogger("jobkit.api")
+
+
+class Unprocessable(Exception):
+    """Well-formed input the service cannot act on (a payload field the task does not take, a bad duration)."""
+
+
+class Conflict(Exception):
+    """The operation is not allowed in the current state."""
+
+
+def error_response(status: int, detail: str) -> Response[ErrorBody]:
+    return Response(ErrorBody(status, detail), status_code=status, media_type=MediaType.JSON)
+
+
+def _validation_detail(exc: ValidationException) -> str:
+    extra: Any = exc.extra
+    if isinstance(extra, list) and extra and isinstance(extra[0], dict):
+        first = extra[0]
+        key, source, message = first.get("key"), first.get("source"), first.get("message", "invalid")
+        parts = (source,) if key == "data" and source == "body" else (source, key)  # "data" is the whole body
+        where = ".".join(str(part) for part in parts if part)
+        return f"{where}: {message}" if where else str(message)
+    return str(exc.detail)
+
+
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+    if isinstance(exc, ValidationException):
+        return error_response(400, _validation_detail(exc))
+    return error_response(exc.status_code, str(exc.detail))
+
+
+def _service(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    if isinstance(exc, AuthError):
+        return error_response(401, str(exc))
+    if isinstance(exc, UnknownQueue | UnknownTask | TaskNotFound):
+        return error_response(404, str(exc))
+    if isinstance(exc, TaskStateError | Conflict):
+        return error_response(409, str(exc))
+    if isinstance(exc, PayloadError | DispatchError | Unprocessable):
+        return error_response(422, str(exc))
+    return _unexpected(request, exc)
+
+
+def _duplicate(request: Request[Any, Any, Any], exc: DuplicateTask) -> Response[DuplicateBody]:
+    return Response(DuplicateBody(409, str(exc), exc.existing_id), status_code=409, media_type=MediaType.JSON)
+
+
+def _redis(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    log.warning("%s %s: Redis unreachable: %s", request.method, request.url.path, type(exc).__name__)
+    return error_response(503, "Redis is unreachable; try again shortly")
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    if isinstance(exc, HTTPException):
+        return _http(request, exc)
+    if isinstance(exc, RedisError | ConnectionError | TimeoutError | FileNotFoundError):
+        return _redis(request, exc)
+    log.exception("%s %s failed", request.method, request.url.path)
+    return error_response(500, "internal error (logged on the server)")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    HTTPException: _http,
+    AuthError: _service,
+    UnknownQueue: _service,
+    UnknownTask: _service,
+    TaskNotFound: _service,
+    TaskStateError: _service,
+    DuplicateTask: _duplicate,
+    DispatchError: _service,
+    Unprocessable: _service,
+    Conflict: _service,
+    RedisError: _redis,
+    ConnectionError: _redis,
+    TimeoutError: _redis,
+    Exception: _unexpected,
+}

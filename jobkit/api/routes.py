@@ -1,0 +1,323 @@
+"""The routes of SPEC §5. Each one parses, calls the service layer the CLI uses, and answers a schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody, QueryParameter
+from redis.exceptions import RedisError
+
+from ..client import Client, TaskRef
+from ..durations import DurationError, parse_duration
+from ..errors import TaskNotFound, UnknownQueue, UnknownTask
+from ..health import latest as latest_health
+from ..inspector import Queues, QueueStats, TaskInfo
+from ..jobs import export_payload
+from ..metrics import CONTENT_TYPE, live_workers, render
+from ..scheduler import ScheduleError, ScheduleInfo, Schedules
+from .errors import Conflict, Unprocessable
+from .schemas import (
+    DeletedTask,
+    DuplicateBody,
+    EmailTrigger,
+    ErrorBody,
+    ExportTrigger,
+    ExportTriggered,
+    Health,
+    HistoryPage,
+    HistoryRow,
+    NewSchedule,
+    PauseState,
+    PendingArchived,
+    PendingDeleted,
+    Retried,
+    RetryRequest,
+    ScheduleDeleted,
+    ScheduleEntry,
+    ScheduleList,
+    StatsPage,
+    TaskLimits,
+    TaskPage,
+    Triggered,
+    WorkflowState,
+)
+from .security import BEARER, claims_of, require_role
+
+__all__ = ["JobsController", "Services", "health", "metrics"]
+
+State = Literal["pending", "active", "scheduled", "retry", "archived", "completed"]
+#: Reading is open to ``user`` tokens (the dashboard's read-only view); every change needs ``admin``.
+READ = {"role": "user"}
+_DISPATCH_OPTIONS = ("delay", "at", "queue")
+
+
+@dataclass
+class Services:
+    """What the routes need, built once per app (no module-level state)."""
+
+    client: Client
+    queues: Queues
+    schedules: Schedules
+    secret: str
+
+
+def _errors(*codes: int) -> dict[int, ResponseSpec]:
+    texts = {
+        400: "Malformed request (the field is named)",
+        401: "Missing, invalid or expired token",
+        403: "The token's role may not use this route",
+        404: "Unknown queue, task or entry",
+        409: "Not allowed in the current state",
+        422: "Input the task or service refuses (the field is named)",
+        503: "Redis is unreachable",
+    }
+    return {code: ResponseSpec(ErrorBody, description=texts[code]) for code in (401, 403, 503, *codes)}
+
+
+#: A trigger may also meet a unique task that is already queued: 409 with the holder's id.
+_TRIGGER_ERRORS = {
+    **_errors(400, 404, 422),
+    409: ResponseSpec(DuplicateBody, description="A unique task with the same key is already queued or running"),
+}
+
+
+def _services(request: Request[Any, Any, Any]) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _entry(info: ScheduleInfo) -> ScheduleEntry:
+    return ScheduleEntry(
+        info.id, info.task, info.spec, dict(info.payload), info.queue, info.timezone, info.source, info.next_run_at
+    )
+
+
+def _dispatch_options(task: str, body: dict[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if (delay := body.get("delay")) is not None:
+        try:
+            if isinstance(delay, bool) or not isinstance(delay, str | int | float):
+                raise DurationError(f"expected a duration like '5m' or seconds, found {type(delay).__name__}")
+            options["delay"] = parse_duration(delay) if isinstance(delay, str) else timedelta(seconds=delay)
+        except (DurationError, OverflowError, ValueError) as exc:
+            raise Unprocessable(f"{task}: delay: {exc}") from None
+    if (at := body.get("at")) is not None:
+        try:
+            options["at"] = datetime.fromisoformat(at) if isinstance(at, str) else None
+        except ValueError:
+            options["at"] = None
+        if options["at"] is None:
+            raise Unprocessable(f"{task}: at: expected an ISO time like 2026-01-31T09:00:00+00:00, found {at!r}")
+    if (queue := body.get("queue")) is not None:
+        if not isinstance(queue, str):
+            raise Unprocessable(f"{task}: queue: expected a queue name, found {type(queue).__name__}")
+        options["queue"] = queue
+    return options
+
+
+async def _dispatch(services: Services, task: str, payload: dict[str, Any], options: dict[str, Any]) -> TaskRef:
+    # Awaited on asyncio Redis: no worker thread per request, and the loop serves others while Redis answers.
+    try:
+        return await services.client.dispatch_async(task, **options, **payload)
+    except UnknownQueue as exc:  # in a body, an unknown queue is bad input rather than a missing resource
+        raise Unprocessable(f"queue: {exc}") from None
+
+
+class JobsController(Controller):
+    path = "/api/jobs"
+    guards = [require_role]
+    security = [{BEARER: []}]
+    tags = ["jobs"]
+
+    @get("/stats", sync_to_thread=True, opt=READ, responses=_errors())
+    def stats(self, request: Request[Any, Any, Any]) -> StatsPage:
+        """Every queue's figures, heaviest queue first."""
+        return StatsPage(_services(request).queues.all_stats())
+
+    @get("/queue/{queue:str}", sync_to_thread=True, opt=READ, responses=_errors(404))
+    def queue(self, request: Request[Any, Any, Any], queue: FromPath[str]) -> QueueStats:
+        return _services(request).queues.stats(queue)
+
+    @get("/history", sync_to_thread=True, opt=READ, responses=_errors(400))
+    def history(
+        self, request: Request[Any, Any, Any], days: Annotated[int, QueryParameter(ge=1, le=90)] = 7
+    ) -> HistoryPage:
+        """Processed and failed attempts per queue per day (UTC), oldest first."""
+        rows = _services(request).queues.history(days)
+        return HistoryPage(days, [HistoryRow(**row) for row in rows])
+
+    @post(
+        "/trigger/email",
+        status_code=202,
+        opt={"role": "user"},
+        responses=_TRIGGER_ERRORS,
+    )
+    async def trigger_email(self, request: Request[Any, Any, Any], data: JSONBody[EmailTrigger]) -> Triggered:
+        """Queue ``email:send``."""
+        payload: dict[str, Any] = {"to": data.to, "subject": data.subject, "body": data.body}
+        if data.data is not None:
+            payload["data"] = data.data
+        ref = await _dispatch(_services(request), "email:send", payload, {})
+        return Triggered("Email queued successfully", "queued", ref.id, ref.task, ref.queue)
+
+    @post(
+        "/trigger/export",
+        status_code=202,
+        opt={"role": "user"},
+        responses=_TRIGGER_ERRORS,
+    )
+    async def trigger_export(self, request: Request[Any, Any, Any], data: JSONBody[ExportTrigger]) -> ExportTriggered:
+        """Queue ``export:process`` of a query declared under ``exports:`` (never SQL)."""
+        services, claims = _services(request), claims_of(request)
+        user_id = data.user_id
+        own: int | str = int(claims.sub) if claims.sub.isdigit() else claims.sub
+        if claims.role != "admin":
+            if user_id is not None and str(user_id) != claims.sub:
+                raise Unprocessable(f"user_id: a user token exports for its own user ({claims.sub!r}) only")
+            user_id = own
+        elif user_id is None:
+            user_id = data.params.get("user_id", own)
+        payload = export_payload(
+            services.client, user_id, data.export_type, data.export, data.params, data.filename
+        )  # 422 on a bad one
+        filename = payload["filename"]
+        ref = await _dispatch(services, "export:process", payload, {})
+        return ExportTriggered("Export job queued successfully", filename, "queued", ref.id)
+
+    @post(
+        "/trigger/{task:str}", status_code=202, opt={"role": "user"},
+        responses=_TRIGGER_ERRORS,
+    )  # fmt: skip
+    async def trigger(
+        self, request: Request[Any, Any, Any], task: FromPath[str], data: JSONBody[dict[str, Any]]
+    ) -> Triggered:
+        """Queue any task declared with ``api: true``; the body is its payload plus optional ``delay``, ``at``,
+        ``queue``."""
+        services = _services(request)
+        workflow = services.client.project.workflows.get(task)
+        if workflow is not None:  # a workflow name starts a run; its id is the task_id
+            if not workflow.api:
+                raise UnknownTask(f"workflow {task!r} cannot be triggered through the API (declare it with api: true)")
+            ref = await _dispatch(services, task, dict(data), {})
+            return Triggered(f"workflow {task} started", "queued", ref.id, ref.task, ref.queue)
+        spec = services.client.task_spec(task)
+        if not spec.api:
+            raise UnknownTask(f"task {task!r} cannot be triggered through the API (declare it with api: true)")
+        payload = {k: v for k, v in data.items() if k not in _DISPATCH_OPTIONS}
+        ref = await _dispatch(services, task, payload, _dispatch_options(task, data))
+        return Triggered(f"{task} queued successfully", "queued", ref.id, ref.task, ref.queue)
+
+    @get("/workflows/{workflow_id:str}", sync_to_thread=True, opt=READ, responses=_errors(404))
+    def workflow(self, request: Request[Any, Any, Any], workflow_id: FromPath[str]) -> WorkflowState:
+        """A workflow run: its status, the step that failed (if one did), and every step's tasks and states."""
+        return WorkflowState.of(_services(request).queues.workflow(workflow_id))
+
+    @get("/limits/{task:str}", sync_to_thread=True, opt=READ, responses=_errors(404))
+    def limits(self, request: Request[Any, Any, Any], task: FromPath[str]) -> TaskLimits:
+        """The unique / rate_limit / concurrency settings of a task and how much of them is in use now."""
+        return TaskLimits(**_services(request).queues.limits(task))
+
+    @put("/queue/{queue:str}/pause", sync_to_thread=True, responses=_errors(404))
+    def pause(self, request: Request[Any, Any, Any], queue: FromPath[str]) -> PauseState:
+        _services(request).queues.pause(queue)
+        return PauseState(queue, True)
+
+    @put("/queue/{queue:str}/resume", sync_to_thread=True, responses=_errors(404))
+    def resume(self, request: Request[Any, Any, Any], queue: FromPath[str]) -> PauseState:
+        _services(request).queues.resume(queue)
+        return PauseState(queue, False)
+
+    @delete("/queue/{queue:str}/pending", status_code=200, sync_to_thread=True, responses=_errors(404))
+    def delete_pending(self, request: Request[Any, Any, Any], queue: FromPath[str]) -> PendingDeleted:
+        return PendingDeleted(queue, _services(request).queues.delete_all_pending(queue))
+
+    @post("/queue/{queue:str}/archive-pending", status_code=200, sync_to_thread=True, responses=_errors(404))
+    def archive_pending(self, request: Request[Any, Any, Any], queue: FromPath[str]) -> PendingArchived:
+        return PendingArchived(queue, _services(request).queues.archive_all_pending(queue))
+
+    @get("/queue/{queue:str}/tasks", sync_to_thread=True, opt=READ, responses=_errors(400, 404))
+    def tasks(
+        self,
+        request: Request[Any, Any, Any],
+        queue: FromPath[str],
+        task_state: Annotated[State, QueryParameter(name="state")] = "pending",
+        page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
+        size: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
+    ) -> TaskPage:
+        total, infos = _services(request).queues.tasks(queue, task_state, page, size)
+        return TaskPage(queue, task_state, page, size, total, infos)
+
+    @get("/task/{queue:str}/{task_id:str}", sync_to_thread=True, opt=READ, responses=_errors(404))
+    def task(self, request: Request[Any, Any, Any], queue: FromPath[str], task_id: FromPath[str]) -> TaskInfo:
+        return _services(request).queues.task(queue, task_id)
+
+    @delete("/task/{queue:str}/{task_id:str}", status_code=200, sync_to_thread=True, responses=_errors(404, 409))
+    def delete_task(self, request: Request[Any, Any, Any], queue: FromPath[str], task_id: FromPath[str]) -> DeletedTask:
+        """Delete a pending, scheduled, retry, archived or completed task (a running one: 409)."""
+        state = _services(request).queues.delete(queue, task_id)
+        return DeletedTask(queue, task_id, True, state)
+
+    @post("/retry", status_code=200, sync_to_thread=True, responses=_errors(400, 404, 409))
+    def retry(self, request: Request[Any, Any, Any], data: JSONBody[RetryRequest]) -> Retried:
+        """Run an archived, retry or scheduled task now (an archived one with a fresh retry budget)."""
+        previous = _services(request).queues.retry(data.queue, data.task_id)
+        return Retried("Task queued to run now", data.queue, data.task_id, previous, "queued")
+
+    @get("/schedules", sync_to_thread=True, opt=READ, responses=_errors())
+    def schedules(self, request: Request[Any, Any, Any]) -> ScheduleList:
+        """Every entry (schedules.yaml, periodiq, API) with its next run time, soonest first."""
+        return ScheduleList([_entry(info) for info in _services(request).schedules.list()])
+
+    @post("/schedules", status_code=201, sync_to_thread=True, responses=_errors(400, 404, 422))
+    def add_schedule(self, request: Request[Any, Any, Any], data: JSONBody[NewSchedule]) -> ScheduleEntry:
+        """Create a one-time (``at``) or recurring (``every`` or ``cron``) entry."""
+        schedules = _services(request).schedules
+        if sum(value is not None for value in (data.at, data.every, data.cron)) != 1:
+            raise Unprocessable("at, every, cron: give exactly one of them")
+        if data.at is not None:
+            entry_id = schedules.once(data.task, data.payload, data.at, queue=data.queue)
+        else:
+            entry_id = schedules.recurring(
+                data.task, data.payload, every=data.every, cron=data.cron, queue=data.queue, timezone=data.timezone
+            )
+        for info in schedules.list():
+            if info.id == entry_id:
+                return _entry(info)
+        raise TaskNotFound(f"schedule {entry_id!r} fired and was removed already")  # pragma: no cover
+
+    @delete("/schedules/{entry_id:str}", status_code=200, sync_to_thread=True, responses=_errors(404, 409))
+    def remove_schedule(self, request: Request[Any, Any, Any], entry_id: FromPath[str]) -> ScheduleDeleted:
+        try:
+            removed = _services(request).schedules.remove(entry_id)
+        except ScheduleError as exc:
+            raise Conflict(str(exc)) from None
+        if not removed:
+            raise TaskNotFound(f"no schedule {entry_id!r}")
+        return ScheduleDeleted(entry_id, True)
+
+
+@get("/health", sync_to_thread=True, tags=["ops"], responses={503: ResponseSpec(Health, description="Redis down")})
+def health(request: Request[Any, Any, Any]) -> Response[Health]:
+    """Redis reachability and live workers: 200, or 503 when Redis does not answer."""
+    client = _services(request).client
+    try:
+        client.broker.client.ping()
+        workers = live_workers(client)
+        last_check = latest_health(client)
+    except (RedisError, OSError):
+        return Response(Health("unavailable", "unreachable", None), status_code=503)
+    return Response(Health("ok", "ok", workers, last_check), status_code=200)
+
+
+@get(
+    "/metrics", sync_to_thread=True, tags=["ops"], media_type=CONTENT_TYPE,
+    responses={503: ResponseSpec(ErrorBody, description="Redis is unreachable")},
+)  # fmt: skip
+def metrics(request: Request[Any, Any, Any]) -> str:
+    """Prometheus text format: per-queue gauges and counters, and the live worker count."""
+    services = _services(request)
+    return render(services.queues.all_stats(), live_workers(services.client))

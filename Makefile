@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all up test lint typecheck pytest bench clean
+.PHONY: all up test lint typecheck pytest chromium wrk bench clean
 
 all: test
 
@@ -24,12 +24,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+# The dashboard's browser tests need Debian's Chromium; install it when missing (a CI run without it fails).
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	test -x $(CHROMIUM) || (apt-get update -qq && apt-get install -y -qq chromium)
+
+pytest: $(STAMP) chromium
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
+# The API benchmark drives the server with wrk (a C load generator, so the server is what is measured).
+wrk:
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+bench: $(STAMP) wrk
 	$(BIN)/python -m bench
 
 clean:

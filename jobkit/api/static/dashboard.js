@@ -1,0 +1,763 @@
+// jobkit dashboard: plain JavaScript over the public REST API (SPEC section 5).
+// Every value that comes from the API is put on the page with textContent or setAttribute, never as HTML.
+"use strict";
+
+const STATES = ["pending", "active", "scheduled", "retry", "archived", "completed"];
+const RUNNABLE = ["scheduled", "retry", "archived"];
+const SEARCH_LIMIT = 5000; // tasks scanned per search (pages of 500)
+const TOKEN_KEY = "jobkit.token";
+const REFRESH_KEY = "jobkit.refresh";
+
+const state = { token: null, claims: {}, view: null, timer: null, busy: false };
+
+// -- small DOM helpers ----------------------------------------------------------------------------------------------
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "class") node.className = value;
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  append(node, ...children);
+  return node;
+}
+
+function append(node, ...children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function replace(node, ...children) {
+  node.replaceChildren();
+  return append(node, ...children);
+}
+
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+function fmtTime(iso) {
+  if (!iso) return "—";
+  const date = new Date(iso);
+  return isNaN(date) ? String(iso) : date.toLocaleString();
+}
+
+function fmtMs(ms) {
+  if (!ms) return "0 s";
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 3600000) return `${Math.round(ms / 60000)} min`;
+  return `${(ms / 3600000).toFixed(1)} h`;
+}
+
+function errorRate(q) {
+  return q.processed ? `${((100 * q.failed) / q.processed).toFixed(1)} %` : "0 %";
+}
+
+function json(value) {
+  return JSON.stringify(value, null, 2);
+}
+
+function short(text, length) {
+  text = String(text ?? "");
+  return text.length > length ? text.slice(0, length - 1) + "…" : text;
+}
+
+function isAdmin() {
+  return state.claims.role === "admin";
+}
+
+function flash(message, kind) {
+  const node = document.getElementById("flash");
+  node.textContent = message;
+  node.className = `flash ${kind || "ok"}`;
+  node.hidden = false;
+  clearTimeout(flash.timer);
+  flash.timer = setTimeout(() => (node.hidden = true), 4000);
+}
+
+function confirmAction(text) {
+  const dialog = document.getElementById("confirm");
+  document.getElementById("confirm-text").textContent = text;
+  return new Promise((resolve) => {
+    const ok = document.getElementById("confirm-ok");
+    const cancel = document.getElementById("confirm-cancel");
+    const done = (answer) => {
+      ok.removeEventListener("click", yes);
+      cancel.removeEventListener("click", no);
+      dialog.removeEventListener("cancel", no);
+      if (dialog.open) dialog.close();
+      resolve(answer);
+    };
+    const yes = () => done(true);
+    const no = () => done(false);
+    ok.addEventListener("click", yes);
+    cancel.addEventListener("click", no);
+    dialog.addEventListener("cancel", no);
+    dialog.showModal();
+  });
+}
+
+// -- the API --------------------------------------------------------------------------------------------------------
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(`${status}: ${detail}`);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${state.token}`, Accept: "application/json" };
+  const init = { method, headers, cache: "no-store" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch (_) {
+    data = text;
+  }
+  if (response.status === 401) {
+    logout("The token was refused (expired or invalid); log in again.");
+    throw new ApiError(401, "unauthorized");
+  }
+  if (!response.ok) throw new ApiError(response.status, (data && data.detail) || response.statusText);
+  return data;
+}
+
+const q = encodeURIComponent;
+
+function listOf(data, ...keys) {
+  if (Array.isArray(data)) return data;
+  for (const key of keys) if (data && Array.isArray(data[key])) return data[key];
+  return [];
+}
+
+async function fetchTasks(queue, taskState, page, size) {
+  const data = await api("GET", `/api/jobs/queue/${q(queue)}/tasks?state=${q(taskState)}&page=${page}&size=${size}`);
+  const tasks = listOf(data, "tasks", "items", "results");
+  const total = data && typeof data.total === "number" ? data.total : tasks.length;
+  return { total, tasks };
+}
+
+async function allTasks(queue, taskState, limit) {
+  const found = [];
+  for (let page = 1; found.length < limit; page++) {
+    const { total, tasks } = await fetchTasks(queue, taskState, page, 500);
+    found.push(...tasks);
+    if (!tasks.length || found.length >= total) break;
+  }
+  return found.slice(0, limit);
+}
+
+const actions = {
+  pause: (queue) => api("PUT", `/api/jobs/queue/${q(queue)}/pause`),
+  resume: (queue) => api("PUT", `/api/jobs/queue/${q(queue)}/resume`),
+  run: (queue, id) => api("POST", "/api/jobs/retry", { queue, task_id: id }),
+  remove: (queue, id) => api("DELETE", `/api/jobs/task/${q(queue)}/${q(id)}`),
+  deletePending: (queue) => api("DELETE", `/api/jobs/queue/${q(queue)}/pending`),
+  archivePending: (queue) => api("POST", `/api/jobs/queue/${q(queue)}/archive-pending`),
+};
+
+// Run an action on many tasks one by one; reports how many succeeded.
+async function each(ids, action) {
+  let done = 0;
+  const failures = [];
+  for (const id of ids) {
+    try {
+      await action(id);
+      done++;
+    } catch (error) {
+      if (error.status === 401) throw error;
+      failures.push(error.detail || String(error));
+    }
+  }
+  return { done, failures };
+}
+
+async function act(label, work) {
+  try {
+    const message = await work();
+    flash(message || `${label}: done`, "ok");
+  } catch (error) {
+    if (error.status !== 401) flash(`${label} failed: ${error.detail || error.message}`, "error");
+  }
+  refresh();
+}
+
+// -- session --------------------------------------------------------------------------------------------------------
+function decodeClaims(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part + "===".slice((part.length + 3) % 4)));
+  } catch (_) {
+    return {};
+  }
+}
+
+function login(token) {
+  token = token.trim();
+  if (!token) return;
+  state.token = token;
+  state.claims = decodeClaims(token);
+  sessionStorage.setItem(TOKEN_KEY, token);
+  document.getElementById("login-error").textContent = "";
+  show();
+}
+
+function logout(message) {
+  state.token = null;
+  state.claims = {};
+  sessionStorage.removeItem(TOKEN_KEY);
+  document.getElementById("login-error").textContent = message || "";
+  show();
+}
+
+function show() {
+  const signedIn = Boolean(state.token);
+  document.getElementById("login").hidden = signedIn;
+  document.getElementById("top").hidden = !signedIn;
+  document.getElementById("view").hidden = !signedIn;
+  document.body.classList.toggle("readonly", signedIn && !isAdmin());
+  if (!signedIn) {
+    clearInterval(state.timer);
+    replace(document.getElementById("view"));
+    state.view = null;
+    return;
+  }
+  const role = state.claims.role || "unknown role";
+  document.getElementById("who").textContent = `${state.claims.sub || "token"} (${role}${isAdmin() ? "" : ", read-only"})`;
+  route();
+  schedulePolling();
+}
+
+// -- routing --------------------------------------------------------------------------------------------------------
+function parseHash() {
+  const raw = location.hash.replace(/^#\/?/, "");
+  const [path, query] = raw.split("?");
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  return { parts, params: new URLSearchParams(query || "") };
+}
+
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+function route() {
+  if (!state.token) return;
+  const { parts, params } = parseHash();
+  const name = parts[0] || "overview";
+  const views = { overview: overviewView, queue: queueView, task: taskView, schedules: schedulesView };
+  Object.assign(views, { workers: workersView, redis: redisView });
+  const make = views[name] || overviewView;
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    link.classList.toggle("current", link.dataset.nav === (name === "queue" || name === "task" ? "overview" : name));
+  }
+  const root = document.getElementById("view");
+  replace(root);
+  state.view = make(root, parts.slice(1), params);
+  refresh();
+}
+
+async function refresh() {
+  const view = state.view;
+  if (!view || state.busy) return;
+  state.busy = true;
+  try {
+    await view.load();
+    if (view === state.view) view.setError(null);
+  } catch (error) {
+    if (error.status !== 401 && view === state.view) view.setError(error);
+  } finally {
+    state.busy = false;
+  }
+}
+
+function schedulePolling() {
+  clearInterval(state.timer);
+  const seconds = Number(document.getElementById("refresh").value);
+  if (seconds > 0) state.timer = setInterval(refresh, seconds * 1000);
+}
+
+function page(root, title, ...extra) {
+  const error = el("p", { class: "error", role: "alert", hidden: true });
+  append(root, el("div", { class: "heading" }, el("h1", {}, title), ...extra), error);
+  return (problem) => {
+    error.hidden = !problem;
+    if (!problem) return;
+    error.textContent =
+      problem.status === 403
+        ? `This token may not read this page (${problem.detail}).`
+        : `Could not load: ${problem.detail || problem.message}`;
+  };
+}
+
+function table(headers) {
+  const body = el("tbody");
+  const node = el(
+    "div",
+    { class: "scroll" },
+    el("table", {}, el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))), body),
+  );
+  return { node, body };
+}
+
+function adminButton(label, attrs, handler) {
+  if (!isAdmin()) return null;
+  return el("button", { type: "button", ...attrs, onclick: handler }, label);
+}
+
+// -- overview -------------------------------------------------------------------------------------------------------
+function overviewView(root) {
+  const setError = page(root, "Queues");
+  const queues = table([
+    "Queue", "State", "Size", "Pending", "Active", "Scheduled", "Retry", "Archived",
+    "Latency", "Processed today", "Failed today", "Error rate", isAdmin() ? "Actions" : null,
+  ].filter(Boolean));
+  queues.node.id = "queues";
+  const chart = el("div", { class: "chart", id: "chart" });
+  const daysButtons = el("div", { class: "segmented", role: "group", "aria-label": "Days" });
+  const queueSelect = el("select", { id: "chart-queue", "aria-label": "Queue in chart" }, el("option", { value: "" }, "all queues"));
+  let days = Number(sessionStorage.getItem("jobkit.days")) || 7;
+  for (const n of [7, 30, 90]) {
+    append(daysButtons, el("button", { type: "button", "data-days": n, onclick: () => {
+      days = n;
+      sessionStorage.setItem("jobkit.days", String(n));
+      refresh();
+    } }, `${n} days`));
+  }
+  queueSelect.addEventListener("change", () => refresh());
+  append(root, queues.node,
+    el("section", { class: "card" },
+      el("div", { class: "heading" }, el("h2", {}, "Processed and failed"), el("div", { class: "controls" }, queueSelect, daysButtons)),
+      chart));
+
+  async function load() {
+    const [stats, history] = await Promise.all([
+      api("GET", "/api/jobs/stats"),
+      api("GET", `/api/jobs/history?days=${days}`).catch((error) => (error.status === 401 ? Promise.reject(error) : null)),
+    ]);
+    const rows = listOf(stats, "queues");
+    replace(queues.body, rows.map(queueRow));
+    const names = rows.map((r) => r.queue);
+    if (queueSelect.options.length !== names.length + 1) {
+      const chosen = queueSelect.value;
+      replace(queueSelect, el("option", { value: "" }, "all queues"), names.map((n) => el("option", { value: n }, n)));
+      queueSelect.value = chosen;
+    }
+    for (const button of daysButtons.children) button.classList.toggle("current", Number(button.dataset.days) === days);
+    drawChart(chart, historyRows(history), days, queueSelect.value);
+  }
+  return { load, setError };
+}
+
+function queueRow(s) {
+  const link = el("a", { href: `#/queue/${q(s.queue)}` }, s.queue);
+  const cell = (name, value) => el("td", { "data-col": name, class: "num" }, value);
+  const toggle = s.paused
+    ? adminButton("Resume", { "data-action": "resume" }, () => act(`Resume ${s.queue}`, async () => {
+        await actions.resume(s.queue);
+        return `Queue ${s.queue} resumed`;
+      }))
+    : adminButton("Pause", { "data-action": "pause", class: "secondary" }, () => act(`Pause ${s.queue}`, async () => {
+        await actions.pause(s.queue);
+        return `Queue ${s.queue} paused`;
+      }));
+  return el("tr", { "data-queue": s.queue },
+    el("th", { scope: "row" }, link),
+    el("td", { "data-col": "state" }, el("span", { class: `badge ${s.paused ? "paused" : "running"}` }, s.paused ? "paused" : "running")),
+    cell("size", s.size), cell("pending", s.pending), cell("active", s.active), cell("scheduled", s.scheduled),
+    cell("retry", s.retry), cell("archived", s.archived), cell("latency", fmtMs(s.latency_ms)),
+    cell("processed", s.processed), cell("failed", s.failed), cell("error_rate", errorRate(s)),
+    isAdmin() ? el("td", { "data-col": "actions" }, toggle) : null);
+}
+
+// History answers may be a list of {queue, date, processed, failed} or wrapped in an object.
+function historyRows(history) {
+  const rows = listOf(history, "history", "days", "rows");
+  if (rows.length || !history || typeof history !== "object") return rows;
+  const flat = [];
+  for (const [queue, days] of Object.entries(history.queues || {})) {
+    for (const day of days || []) flat.push({ queue, ...day });
+  }
+  return flat;
+}
+
+function drawChart(container, rows, days, onlyQueue) {
+  const byDate = new Map();
+  for (const row of rows) {
+    if (onlyQueue && row.queue !== onlyQueue) continue;
+    const day = byDate.get(row.date) || { processed: 0, failed: 0 };
+    day.processed += Number(row.processed) || 0;
+    day.failed += Number(row.failed) || 0;
+    byDate.set(row.date, day);
+  }
+  const dates = [...byDate.keys()].sort().slice(-days);
+  const width = 720, height = 220, left = 44, bottom = 24, top = 10;
+  const max = Math.max(1, ...dates.map((d) => byDate.get(d).processed));
+  const step = (width - left - 8) / Math.max(1, dates.length);
+  const y = (value) => top + (height - top - bottom) * (1 - value / max);
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `Processed and failed, last ${days} days` });
+  for (const fraction of [0, 0.5, 1]) {
+    const value = Math.round(max * fraction);
+    chart.append(svg("line", { x1: left, x2: width, y1: y(value), y2: y(value), class: "grid" }));
+    chart.append(svg("text", { x: left - 6, y: y(value) + 4, class: "axis", "text-anchor": "end" }, String(value)));
+  }
+  dates.forEach((date, i) => {
+    const day = byDate.get(date);
+    const x = left + i * step;
+    const barWidth = Math.max(1, step * 0.7);
+    const title = `${date}: ${day.processed} processed, ${day.failed} failed`;
+    const bar = svg("rect", { x, y: y(day.processed), width: barWidth, height: y(0) - y(day.processed), class: "processed" });
+    bar.append(svg("title", {}, title));
+    const failed = svg("rect", { x, y: y(day.failed), width: barWidth, height: y(0) - y(day.failed), class: "failed" });
+    failed.append(svg("title", {}, title));
+    chart.append(bar, failed);
+    const every = Math.ceil(dates.length / 7);
+    if (i % every === 0) chart.append(svg("text", { x: x + barWidth / 2, y: height - 6, class: "axis", "text-anchor": "middle" }, date.slice(5)));
+  });
+  const legend = el("p", { class: "legend" },
+    el("span", { class: "key processed" }), "processed ", el("span", { class: "key failed" }), "failed",
+    dates.length ? "" : " — no history yet");
+  replace(container, chart, legend);
+}
+
+// -- queue ----------------------------------------------------------------------------------------------------------
+function queueView(root, parts, params) {
+  const queue = parts[0];
+  const taskState = STATES.includes(params.get("state")) ? params.get("state") : "pending";
+  const pageNo = Math.max(1, Number(params.get("page")) || 1);
+  const size = [20, 50, 100].includes(Number(params.get("size"))) ? Number(params.get("size")) : 20;
+  const search = params.get("q") || "";
+  const link = (changes) => {
+    const next = new URLSearchParams({ state: taskState, page: pageNo, size, q: search, ...changes });
+    if (!next.get("q")) next.delete("q");
+    return `#/queue/${q(queue)}?${next}`;
+  };
+
+  const badge = el("span", { class: "badge" });
+  const toggle = el("span");
+  const setError = page(root, `Queue ${queue}`, badge, toggle);
+  const summary = el("p", { class: "summary" });
+  const tabs = el("nav", { class: "tabs", "aria-label": "Task states" });
+  const searchInput = el("input", { type: "search", id: "search", value: search, placeholder: "id, task, payload or error text", "aria-label": "Search tasks" });
+  const searchForm = el("form", { class: "search", role: "search", onsubmit: (event) => {
+    event.preventDefault();
+    go(link({ q: searchInput.value.trim(), page: 1 }));
+  } }, searchInput, el("button", { type: "submit" }, "Search"),
+  search ? el("a", { href: link({ q: "", page: 1 }), class: "button secondary" }, "Clear") : null);
+  const bulk = el("div", { class: "bulk" });
+  const timeHeader = { pending: "Enqueued", active: "Enqueued", scheduled: "Runs at", retry: "Next attempt", archived: "Failed at", completed: "Completed" }[taskState];
+  const tasks = table([isAdmin() ? el("input", { type: "checkbox", "aria-label": "Select all", id: "select-all" }) : null,
+    "ID", "Task", "Payload", "Retried", "Last error", timeHeader, isAdmin() ? "Actions" : null].filter(Boolean));
+  tasks.node.id = "tasks";
+  const pager = el("nav", { class: "pager", "aria-label": "Pages" });
+  append(root, summary, tabs, searchForm, bulk, tasks.node, pager);
+  const selectAll = tasks.node.querySelector("#select-all");
+  if (selectAll) selectAll.addEventListener("change", () => {
+    for (const box of tasks.body.querySelectorAll("input[data-select]")) box.checked = selectAll.checked;
+  });
+  const selected = () => [...tasks.body.querySelectorAll("input[data-select]:checked")].map((box) => box.dataset.select);
+
+  if (isAdmin()) {
+    const button = (label, attrs, handler) => el("button", { type: "button", ...attrs, onclick: handler }, label);
+    const bulkRun = (ids, what) => act(`Run ${what}`, async () => {
+      const { done, failures } = await each(ids, (id) => actions.run(queue, id));
+      return `${done} task(s) will run now${failures.length ? `; ${failures.length} failed: ${failures[0]}` : ""}`;
+    });
+    const bulkDelete = (ids, what) => act(`Delete ${what}`, async () => {
+      const { done, failures } = await each(ids, (id) => actions.remove(queue, id));
+      return `${done} task(s) deleted${failures.length ? `; ${failures.length} failed: ${failures[0]}` : ""}`;
+    });
+    const ask = async (text, work) => {
+      if (await confirmAction(text)) await work();
+    };
+    if (RUNNABLE.includes(taskState)) {
+      append(bulk,
+        button("Run selected", { "data-action": "run-selected" }, () => {
+          const ids = selected();
+          if (ids.length) ask(`Run ${ids.length} selected task(s) now?`, () => bulkRun(ids, "selected"));
+        }),
+        button("Run all", { "data-action": "run-all" }, () => ask(`Run every ${taskState} task of ${queue} now?`, async () => {
+          const ids = (await allTasks(queue, taskState, 100000)).map((t) => t.id);
+          await bulkRun(ids, "all");
+        })));
+    }
+    if (taskState !== "active") {
+      append(bulk,
+        button("Delete selected", { "data-action": "delete-selected", class: "danger" }, () => {
+          const ids = selected();
+          if (ids.length) ask(`Delete ${ids.length} selected task(s)? This cannot be undone.`, () => bulkDelete(ids, "selected"));
+        }),
+        button("Delete all", { "data-action": "delete-all", class: "danger" }, () =>
+          ask(`Delete every ${taskState} task of ${queue}? This cannot be undone.`, async () => {
+            if (taskState === "pending") {
+              await act("Delete all", async () => `${(await actions.deletePending(queue)).deleted} task(s) deleted`);
+            } else {
+              await bulkDelete((await allTasks(queue, taskState, 100000)).map((t) => t.id), "all");
+            }
+          })));
+    }
+    if (taskState === "pending") {
+      append(bulk, button("Archive all", { "data-action": "archive-all", class: "secondary" }, () =>
+        ask(`Archive every pending task of ${queue}?`, () =>
+          act("Archive all", async () => `${(await actions.archivePending(queue)).archived} task(s) archived`))));
+    }
+  }
+
+  async function load() {
+    const stats = await api("GET", `/api/jobs/queue/${q(queue)}`);
+    badge.className = `badge ${stats.paused ? "paused" : "running"}`;
+    badge.textContent = stats.paused ? "paused" : "running";
+    replace(toggle, stats.paused
+      ? adminButton("Resume", { "data-action": "resume" }, () => act("Resume", async () => (await actions.resume(queue), `Queue ${queue} resumed`)))
+      : adminButton("Pause", { "data-action": "pause", class: "secondary" }, () => act("Pause", async () => (await actions.pause(queue), `Queue ${queue} paused`))));
+    summary.textContent = `size ${stats.size} · latency ${fmtMs(stats.latency_ms)} · processed today ${stats.processed} · failed today ${stats.failed} · error rate ${errorRate(stats)}`;
+    replace(tabs, STATES.map((s) => el("a", { href: link({ state: s, page: 1 }), "data-state": s, class: s === taskState ? "current" : null, "aria-current": s === taskState ? "page" : null },
+      `${s} `, el("span", { class: "count" }, String(stats[s] ?? 0)))));
+
+    let total, rows;
+    if (search) {
+      const needle = search.toLowerCase();
+      const matches = (await allTasks(queue, taskState, SEARCH_LIMIT)).filter((t) =>
+        [t.id, t.task, JSON.stringify(t.payload), t.last_error].some((v) => String(v ?? "").toLowerCase().includes(needle)));
+      total = matches.length;
+      rows = matches.slice((pageNo - 1) * size, pageNo * size);
+    } else {
+      ({ total, tasks: rows } = await fetchTasks(queue, taskState, pageNo, size));
+    }
+    const keep = new Set(selected());
+    replace(tasks.body, rows.length ? rows.map((t) => taskRow(queue, taskState, t, keep)) :
+      el("tr", {}, el("td", { colspan: 8, class: "empty" }, search ? `No ${taskState} task matches “${search}”.` : `No ${taskState} tasks.`)));
+    const pages = Math.max(1, Math.ceil(total / size));
+    replace(pager,
+      pageNo > 1 ? el("a", { href: link({ page: pageNo - 1 }), rel: "prev" }, "‹ Prev") : el("span", { class: "muted" }, "‹ Prev"),
+      el("span", {}, `Page ${pageNo} of ${pages} · ${total} task(s)${search ? " matching" : ""}`),
+      pageNo < pages ? el("a", { href: link({ page: pageNo + 1 }), rel: "next" }, "Next ›") : el("span", { class: "muted" }, "Next ›"),
+      el("label", {}, "Per page ", el("select", { "aria-label": "Per page", onchange: (e) => go(link({ size: e.target.value, page: 1 })) },
+        [20, 50, 100].map((n) => el("option", { value: n, selected: n === size }, n)))));
+  }
+  return { load, setError };
+}
+
+function taskRow(queue, taskState, t, keep) {
+  const when = { pending: t.enqueued_at, active: t.enqueued_at, scheduled: t.next_process_at, retry: t.next_process_at, archived: t.last_failed_at, completed: t.completed_at }[taskState];
+  const runButton = RUNNABLE.includes(taskState)
+    ? adminButton("Run", { "data-action": "run" }, async () => {
+        if (await confirmAction(`Run task ${t.id} now?`)) act("Run", async () => (await actions.run(queue, t.id), `Task ${t.id} will run now`));
+      })
+    : null;
+  const deleteButton = taskState !== "active"
+    ? adminButton("Delete", { "data-action": "delete", class: "danger" }, async () => {
+        if (await confirmAction(`Delete task ${t.id}? This cannot be undone.`)) act("Delete", async () => (await actions.remove(queue, t.id), `Task ${t.id} deleted`));
+      })
+    : null;
+  return el("tr", { "data-task": t.id },
+    isAdmin() ? el("td", {}, el("input", { type: "checkbox", "data-select": t.id, "aria-label": `Select ${t.id}`, checked: keep.has(t.id) })) : null,
+    el("td", { class: "mono" }, el("a", { href: `#/task/${q(queue)}/${q(t.id)}` }, short(t.id, 12))),
+    el("td", {}, t.task),
+    el("td", { class: "mono payload" }, short(JSON.stringify(t.payload), 80)),
+    el("td", { class: "num" }, `${t.retried}/${t.max_retries}`),
+    el("td", { class: "error-text" }, short(t.last_error || "", 120)),
+    el("td", {}, fmtTime(when)),
+    isAdmin() ? el("td", { class: "actions" }, runButton, deleteButton) : null);
+}
+
+// -- task detail ----------------------------------------------------------------------------------------------------
+function taskView(root, parts) {
+  const [queue, id] = parts;
+  const setError = page(root, "Task", el("a", { href: `#/queue/${q(queue)}`, class: "button secondary" }, `‹ ${queue}`));
+  const details = el("dl", { class: "details", id: "task" });
+  const buttons = el("div", { class: "bulk" });
+  append(root, buttons, details);
+
+  async function load() {
+    const t = await api("GET", `/api/jobs/task/${q(queue)}/${q(id)}`);
+    const rows = [
+      ["ID", t.id], ["Queue", t.queue], ["Task", t.task], ["State", t.state],
+      ["Retried", `${t.retried} of ${t.max_retries}`], ["Enqueued", fmtTime(t.enqueued_at)],
+      ["Next attempt", fmtTime(t.next_process_at)], ["Last failed", fmtTime(t.last_failed_at)],
+      ["Completed", fmtTime(t.completed_at)],
+    ];
+    replace(details, rows.map(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k.toLowerCase() }, v)]),
+      el("dt", {}, "Payload"), el("dd", {}, el("pre", { "data-field": "payload" }, json(t.payload))),
+      el("dt", {}, "Last error"), el("dd", {}, el("pre", { "data-field": "error", class: "error-text" }, t.last_error || "—")));
+    replace(buttons,
+      RUNNABLE.includes(t.state) ? adminButton("Run now", { "data-action": "run" }, async () => {
+        if (await confirmAction(`Run task ${t.id} now?`)) act("Run", async () => (await actions.run(queue, t.id), `Task ${t.id} will run now`));
+      }) : null,
+      t.state !== "active" ? adminButton("Delete", { "data-action": "delete", class: "danger" }, async () => {
+        if (!(await confirmAction(`Delete task ${t.id}? This cannot be undone.`))) return;
+        try {
+          await actions.remove(queue, t.id);
+          flash(`Task ${t.id} deleted`, "ok");
+          go(`#/queue/${q(queue)}?state=${t.state}`);
+        } catch (error) {
+          if (error.status !== 401) flash(`Delete failed: ${error.detail}`, "error");
+        }
+      }) : null);
+  }
+  return { load, setError };
+}
+
+// -- schedules ------------------------------------------------------------------------------------------------------
+function schedulesView(root) {
+  const setError = page(root, "Schedules");
+  const list = table(["ID", "Task", "Spec", "Queue", "Timezone", "Source", "Next run", "Last run", "Payload", isAdmin() ? "Actions" : null].filter(Boolean));
+  list.node.id = "schedules";
+  append(root, list.node);
+  if (isAdmin()) append(root, scheduleForm());
+
+  async function load() {
+    const entries = listOf(await api("GET", "/api/jobs/schedules"), "schedules", "entries", "items");
+    replace(list.body, entries.length ? entries.map((s) => el("tr", { "data-schedule": s.id },
+      el("td", { class: "mono" }, s.id), el("td", {}, s.task), el("td", { class: "mono" }, s.spec),
+      el("td", {}, s.queue || "(task's)"), el("td", {}, s.timezone || "UTC"), el("td", {}, s.source || "—"),
+      el("td", {}, fmtTime(s.next_run_at)), el("td", {}, fmtTime(s.last_run_at)),
+      el("td", { class: "mono payload" }, short(JSON.stringify(s.payload || {}), 60)),
+      isAdmin() ? el("td", {}, s.source === "api" ? adminButton("Remove", { "data-action": "remove", class: "danger" }, async () => {
+        if (await confirmAction(`Remove schedule ${s.id}?`)) act("Remove", async () => (await api("DELETE", `/api/jobs/schedules/${q(s.id)}`), `Schedule ${s.id} removed`));
+      }) : el("span", { class: "muted" }, "in code")) : null))
+      : el("tr", {}, el("td", { colspan: 10, class: "empty" }, "No schedules.")));
+  }
+  return { load, setError };
+}
+
+function scheduleForm() {
+  const field = (label, input) => el("label", {}, el("span", {}, label), input);
+  const task = el("input", { name: "task", required: true, placeholder: "email:send", autocomplete: "off" });
+  const payload = el("textarea", { name: "payload", rows: 3, placeholder: '{"to": "a@b.c"}', spellcheck: "false" });
+  const kind = el("select", { name: "kind" }, el("option", { value: "once" }, "one time, at"), el("option", { value: "cron" }, "recurring, cron"), el("option", { value: "every" }, "recurring, every"));
+  const at = el("input", { name: "at", type: "datetime-local", step: 1 });
+  const spec = el("input", { name: "spec", placeholder: "0 2 * * *  or  @daily 3:00", hidden: true });
+  const every = el("input", { name: "every", placeholder: "5m", hidden: true });
+  const queue = el("input", { name: "queue", placeholder: "(the task's queue)" });
+  const timezone = el("input", { name: "timezone", placeholder: "UTC" });
+  const syncKind = () => {
+    at.hidden = kind.value !== "once";
+    spec.hidden = kind.value !== "cron";
+    every.hidden = kind.value !== "every";
+  };
+  kind.addEventListener("change", syncKind);
+  const form = el("form", { class: "card form", id: "schedule-form", onsubmit: async (event) => {
+    event.preventDefault();
+    let body;
+    try {
+      body = { task: task.value.trim(), payload: payload.value.trim() ? JSON.parse(payload.value) : {} };
+    } catch (error) {
+      flash(`The payload is not JSON: ${error.message}`, "error");
+      return;
+    }
+    if (queue.value.trim()) body.queue = queue.value.trim();
+    if (kind.value === "once") {
+      if (!at.value) return flash("Pick a time", "error");
+      body.at = new Date(at.value).toISOString();
+    } else {
+      if (timezone.value.trim()) body.timezone = timezone.value.trim();
+      if (kind.value === "cron") body.cron = spec.value.trim();
+      else body.every = every.value.trim();
+    }
+    await act("Add schedule", async () => {
+      const created = await api("POST", "/api/jobs/schedules", body);
+      form.reset();
+      syncKind();
+      return `Schedule ${(created && created.id) || ""} added`;
+    });
+  } },
+  el("h2", {}, "Add a schedule"),
+  el("div", { class: "fields" }, field("Task", task), field("When", kind), field("At / spec", el("span", {}, at, spec, every)),
+    field("Queue", queue), field("Timezone", timezone), field("Payload (JSON)", payload)),
+  el("button", { type: "submit" }, "Add schedule"));
+  return form;
+}
+
+// -- workers and Redis ----------------------------------------------------------------------------------------------
+function missingRoute(error) {
+  return error.status === 404 || error.status === 405;
+}
+
+function workersView(root) {
+  const setError = page(root, "Workers");
+  const list = table(["Worker", "Host", "PID", "Queues", "Started", "Last heartbeat", "Busy"]);
+  list.node.id = "workers";
+  append(root, list.node);
+  async function load() {
+    let workers;
+    try {
+      workers = listOf(await api("GET", "/api/system/workers"), "workers");
+    } catch (error) {
+      if (!missingRoute(error)) throw error;
+      replace(list.body, el("tr", {}, el("td", { colspan: 7, class: "empty" }, "This API has no workers route.")));
+      return;
+    }
+    replace(list.body, workers.length ? workers.map((w) => el("tr", { "data-worker": w.id },
+      el("td", { class: "mono" }, short(w.id, 12)), el("td", {}, w.host || "—"), el("td", { class: "num" }, w.pid ?? "—"),
+      el("td", {}, (w.queues || []).join(", ") || "—"), el("td", {}, fmtTime(w.started_at)),
+      el("td", {}, fmtTime(w.last_heartbeat_at)),
+      el("td", { class: "num" }, w.threads ? `${w.busy} / ${w.threads}` : String(w.busy ?? "—"))))
+      : el("tr", {}, el("td", { colspan: 7, class: "empty" }, "No live workers.")));
+  }
+  return { load, setError };
+}
+
+function redisView(root) {
+  const setError = page(root, "Redis");
+  const details = el("dl", { class: "details", id: "redis" });
+  append(root, details);
+  const labels = [["version", "Version"], ["mode", "Mode"], ["uptime_seconds", "Uptime (s)"], ["used_memory_human", "Memory used"],
+    ["used_memory_peak_human", "Memory peak"], ["maxmemory_human", "Memory limit"], ["connected_clients", "Clients"],
+    ["keys", "Keys in namespace"], ["namespace", "Namespace"]];
+  async function load() {
+    let info;
+    try {
+      info = await api("GET", "/api/system/redis");
+    } catch (error) {
+      if (!missingRoute(error)) throw error;
+      replace(details, el("dt", {}, "Redis"), el("dd", {}, "This API has no Redis info route."));
+      return;
+    }
+    replace(details, labels.filter(([k]) => info[k] !== undefined && info[k] !== null)
+      .map(([k, label]) => [el("dt", {}, label), el("dd", { "data-field": k }, info[k])]));
+  }
+  return { load, setError };
+}
+
+// -- start ----------------------------------------------------------------------------------------------------------
+function start() {
+  const fromHash = location.hash.match(/^#token=([^&]+)/);
+  if (fromHash) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fromHash[1]));
+    history.replaceState(null, "", `${location.pathname}#/overview`); // keep the token out of the address bar
+  }
+  const interval = document.getElementById("refresh");
+  interval.value = localStorage.getItem(REFRESH_KEY) || "5";
+  interval.addEventListener("change", () => {
+    localStorage.setItem(REFRESH_KEY, interval.value);
+    schedulePolling();
+  });
+  document.getElementById("logout").addEventListener("click", () => logout());
+  document.getElementById("login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    login(document.getElementById("token-input").value);
+    document.getElementById("token-input").value = "";
+  });
+  window.addEventListener("hashchange", route);
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (saved) login(saved);
+  else show();
+}
+
+start();

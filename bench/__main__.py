@@ -57,23 +57,25 @@ def bench_dispatch(url: str) -> tuple[float, float]:
     return statistics.median(jobkit_rates), statistics.median(raw_rates)
 
 
-def _drain_rate(url: str, argv: list[str], env: dict[str, str], msgs_key: str, fill: Callable[[], None]) -> float:
+def _drain_rate(
+    url: str, argv: list[str], env: dict[str, str], msgs_key: str, fill: Callable[[], None], count: int = WORKER_N
+) -> float:
     """Prefill, start the worker, and time from its first ack to an empty queue."""
     client = redis.Redis.from_url(url)
     client.flushdb()
     fill()
-    assert client.hlen(msgs_key) == WORKER_N, client.hlen(msgs_key)
+    assert client.hlen(msgs_key) == count, client.hlen(msgs_key)
     worker = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
-        while client.hlen(msgs_key) >= WORKER_N:
+        while client.hlen(msgs_key) >= count:
             time.sleep(0.002)
             assert time.monotonic() < deadline and worker.poll() is None, "worker did not start"
         started = time.perf_counter()
         while client.hlen(msgs_key) > 0:
             time.sleep(0.002)
             assert time.monotonic() < deadline, "worker did not drain the queue"
-        return (WORKER_N - 1) / (time.perf_counter() - started)
+        return (count - 1) / (time.perf_counter() - started)
     finally:
         worker.terminate()
         worker.wait(60)
@@ -126,6 +128,9 @@ def main() -> int:
         from bench.scheduler import scheduler_line
 
         print(scheduler_line(url))
+        from bench.queues import main as queues_main
+
+        queues_main(url)
     return 0
 
 

@@ -1,0 +1,115 @@
+"""Queue-engine benchmarks: stats() on a million pending tasks, and work conservation under weighted priority."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+MILLION = 1_000_000
+QUEUES = ("critical", "default", "low")
+
+# Writes n pending messages straight into the broker's keys (what n dispatches would leave behind).
+_FILL = """
+local ns, queue, n, offset, data = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+for i = offset + 1, offset + n do
+    local rid = "bench-" .. queue .. "-" .. i
+    redis.call("hset", ns .. ":" .. queue .. ".msgs", rid, data)
+    redis.call("hset", ns .. ":" .. queue .. ".ids", rid, rid)
+    redis.call("rpush", ns .. ":" .. queue, rid)
+end
+return n
+"""
+
+
+def stats_timing(url: str) -> tuple[float, float, float]:
+    """p50 of Queues.all_stats() over the 3 queues, empty and then with 1,000,000 pending (ms), and that p99."""
+    os.environ.update(REDIS_URL=url, JOBKIT_JOBS=str(ROOT / "jobs.yaml"), JOBKIT_NAMESPACE="qbench")
+    from jobkit.client import Client
+    from jobkit.inspector import Queues
+
+    client = Client.from_env()
+    queues = Queues(client)
+    connection = redis.Redis.from_url(url)
+    connection.flushdb()
+
+    def sample() -> list[float]:
+        times = []
+        for _ in range(300):
+            start = time.perf_counter()
+            queues.all_stats()
+            times.append((time.perf_counter() - start) * 1000)
+        return sorted(times)
+
+    empty = sample()
+    client.dispatch("email:send", to="a@b.co", subject="s", body="b")  # one real message, copied a million times
+    data = connection.hget("qbench:default.msgs", connection.lindex("qbench:default", 0))
+    connection.flushdb()
+    fill = connection.register_script(_FILL)
+    per_queue = MILLION // len(QUEUES)
+    for index, queue in enumerate(QUEUES):
+        count = per_queue + (MILLION % len(QUEUES) if index == 0 else 0)
+        for offset in range(0, count, 100_000):
+            fill(keys=["qbench"], args=[queue, min(100_000, count - offset), offset, data])
+    assert sum(s.pending for s in queues.all_stats()) == MILLION
+    full = sample()
+    connection.flushdb()
+    return statistics.median(empty), statistics.median(full), full[int(len(full) * 0.99)]
+
+
+def work_conservation(url: str) -> tuple[float, float]:
+    """Drain rate with only `low` filled under weights 6/3/1, against the same worker on a one-queue project."""
+    from bench.__main__ import _drain_rate, _env
+    from jobkit.client import Client
+
+    n = 10_000
+    rates: dict[str, list[float]] = {"weighted": [], "single": []}
+    yaml_files = {"weighted": ROOT / "bench" / "weighted.yaml", "single": ROOT / "bench" / "jobs.yaml"}
+    for _ in range(3):
+        for kind, path in yaml_files.items():
+            env = _env(url, JOBKIT_NAMESPACE=f"wc{kind}")
+            env["JOBKIT_JOBS"] = str(path)
+            os.environ.update(env)
+            client = Client.from_env()
+            queue = "low" if kind == "weighted" else "default"
+
+            def fill(client: Client = client, queue: str = queue) -> None:
+                for _ in range(n):
+                    client.dispatch("bench:noop", queue=queue)
+
+            argv = [sys.executable, "-m", "dramatiq", "jobkit.actors", "--processes", "1", "--threads", "8"]
+            rates[kind].append(_drain_rate(url, argv, env, f"wc{kind}:{queue}.msgs", fill, n))
+    return statistics.median(rates["weighted"]), statistics.median(rates["single"])
+
+
+def main(url: str | None = None) -> None:
+    from jobkit.redis_server import EmbeddedRedis
+
+    server = None
+    if url is None:
+        server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="jk-qbench-")), appendonly=False).start()
+        url = server.url
+    try:
+        empty, full, full_p99 = stats_timing(url)
+        print(
+            f"stats     3 queues  empty {empty:6.2f} ms   1,000,000 pending {full:6.2f} ms (p99 {full_p99:.2f})"
+            f"   ratio {full / empty:.2f}"
+        )
+        weighted, single = work_conservation(url)
+        print(
+            f"priority  only `low` filled under 6/3/1 {weighted:8.0f}/s   one-queue worker {single:8.0f}/s"
+            f"   ratio {weighted / single:.2f}   (1 process x 8 threads)"
+        )
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

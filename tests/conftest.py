@@ -121,6 +121,25 @@ def client(settings: Settings, project: Project, broker: JobkitBroker) -> Iterat
 
 
 @pytest.fixture
+def make_client(
+    settings: Settings, write_yaml: Callable[..., Path], redis_client: redis.Redis
+) -> Iterator[Callable[[str], Client]]:
+    """A client (and its broker, booted) on a project written from YAML text: for tests that need their own tasks."""
+    brokers: list[JobkitBroker] = []
+
+    def make(yaml_text: str) -> Client:
+        project = load_project(write_yaml(yaml_text))
+        broker = build_broker(settings, project)
+        broker.emit_after("process_boot")
+        brokers.append(broker)
+        return Client(settings, project, broker)
+
+    yield make
+    for broker in brokers:
+        broker.close()
+
+
+@pytest.fixture
 def worker(broker: JobkitBroker) -> Iterator[dramatiq.Worker]:
     """A real Dramatiq worker in this process (4 threads) on the test's broker."""
     worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)

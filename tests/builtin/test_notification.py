@@ -6,10 +6,8 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 
 import dramatiq
 import pytest
@@ -19,42 +17,15 @@ from jobkit.broker import JobkitBroker
 from jobkit.client import Client
 from jobkit.settings import Settings
 from tests.conftest import wait_for
+from tests.webhook import Receiver, webhook_receiver
 
 SECRET = "webhook-s3cret"
 
 
-@dataclass
-class Receiver:
-    """Answers each POST with the next status of ``statuses`` (then 200) and keeps what it received."""
-
-    statuses: list[int] = field(default_factory=list)
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.requests.append((dict(self.headers.items()), body))
-            status = state.statuses.pop(0) if state.statuses else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/jobs?token=abc"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver("/hooks/jobs?token=abc") as state:
+        yield state
 
 
 @pytest.fixture

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import dramatiq
 import pytest
@@ -13,9 +12,6 @@ from dramatiq.message import Message
 
 from jobkit.client import Client
 from jobkit.inspector import Queues
-from jobkit.loader import load_project
-from jobkit.runtime import build_broker
-from jobkit.settings import Settings
 from tests.conftest import wait_for
 
 PAUSE_JOBS = """
@@ -27,12 +23,8 @@ TASKS = 3000
 
 
 @pytest.fixture
-def pause_client(settings: Settings, write_yaml: Callable[..., Path], redis_client: redis.Redis) -> Iterator[Client]:
-    project = load_project(write_yaml(PAUSE_JOBS))
-    broker = build_broker(settings, project)
-    broker.emit_after("process_boot")
-    yield Client(settings, project, broker)
-    broker.close()
+def pause_client(make_client: Callable[[str], Client]) -> Client:
+    return make_client(PAUSE_JOBS)
 
 
 @pytest.mark.slow

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import dramatiq
-import pytest
 import redis
 from dramatiq.message import Message
 
 from jobkit.broker import JobkitBroker
 from jobkit.client import Client, set_client
-from jobkit.loader import load_project
-from jobkit.runtime import build_broker
-from jobkit.settings import Settings
 from tests.conftest import wait_for
 
 
@@ -27,23 +22,6 @@ tasks:
   t:tag: {{handler: "tests.handlers:tag"}}
   t:probe: {{handler: "tests.handlers:probe"}}
 """
-
-
-@pytest.fixture
-def make_broker(
-    settings: Settings, write_yaml: Callable[..., Path], redis_client: redis.Redis
-) -> Iterator[Callable[[str], JobkitBroker]]:
-    brokers: list[JobkitBroker] = []
-
-    def make(priority: str) -> JobkitBroker:
-        broker = build_broker(settings, load_project(write_yaml(project_yaml(priority))))
-        broker.emit_after("process_boot")
-        brokers.append(broker)
-        return broker
-
-    yield make
-    for broker in brokers:
-        broker.close()
 
 
 def prefill(broker: JobkitBroker, key: str, counts: dict[str, int], actor: str = "t:tag") -> None:
@@ -68,9 +46,9 @@ def run_until(broker: JobkitBroker, redis_client: redis.Redis, key: str, count: 
 
 
 def test_weighted_6_3_1_shares_over_the_first_3000_completions(
-    make_broker: Callable[[str], JobkitBroker], redis_client: redis.Redis, namespace: str
+    make_client: Callable[[str], Client], redis_client: redis.Redis, namespace: str
 ) -> None:
-    broker = make_broker("weighted")
+    broker = make_client(project_yaml("weighted")).broker
     key = f"{namespace}:order"
     prefill(broker, key, {"critical": 3000, "default": 3000, "low": 3000})
 
@@ -84,10 +62,11 @@ def test_weighted_6_3_1_shares_over_the_first_3000_completions(
 
 
 def test_strict_starts_no_default_task_while_critical_has_pending_tasks(
-    make_broker: Callable[[str], JobkitBroker], redis_client: redis.Redis, namespace: str, settings: Settings
+    make_client: Callable[[str], Client], redis_client: redis.Redis, namespace: str
 ) -> None:
-    broker = make_broker("strict")
-    set_client(Client(settings, load_project(settings.jobs_path), broker))
+    client = make_client(project_yaml("strict"))
+    broker = client.broker
+    set_client(client)
     key = f"{namespace}:order"
     prefill(broker, key, {"low": 300, "default": 300, "critical": 300}, actor="t:probe")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import dramatiq
 import pytest
@@ -12,9 +11,6 @@ import redis
 
 from jobkit.client import Client
 from jobkit.inspector import Queues
-from jobkit.loader import load_project
-from jobkit.runtime import build_broker
-from jobkit.settings import Settings
 from tests.conftest import wait_for
 
 STATE_JOBS = """
@@ -28,12 +24,8 @@ tasks:
 
 
 @pytest.fixture
-def state_client(settings: Settings, write_yaml: Callable[..., Path], redis_client: redis.Redis) -> Iterator[Client]:
-    project = load_project(write_yaml(STATE_JOBS))
-    broker = build_broker(settings, project)
-    broker.emit_after("process_boot")
-    yield Client(settings, project, broker)
-    broker.close()
+def state_client(make_client: Callable[[str], Client]) -> Client:
+    return make_client(STATE_JOBS)
 
 
 @pytest.fixture

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import dramatiq
 import pytest
@@ -12,9 +11,6 @@ import redis
 from jobkit.client import Client
 from jobkit.errors import TaskNotFound, TaskStateError, UnknownQueue
 from jobkit.inspector import Queues
-from jobkit.loader import load_project
-from jobkit.runtime import build_broker
-from jobkit.settings import Settings
 from tests.conftest import attempts, wait_for
 
 OPS_JOBS = """
@@ -28,12 +24,8 @@ tasks:
 
 
 @pytest.fixture
-def ops(settings: Settings, write_yaml: Callable[..., Path], redis_client: redis.Redis) -> Iterator[Client]:
-    project = load_project(write_yaml(OPS_JOBS))
-    broker = build_broker(settings, project)
-    broker.emit_after("process_boot")
-    yield Client(settings, project, broker)
-    broker.close()
+def ops(make_client: Callable[[str], Client]) -> Client:
+    return make_client(OPS_JOBS)
 
 
 @pytest.fixture

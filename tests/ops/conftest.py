@@ -3,18 +3,15 @@ on 127.0.0.1, and the built-in tests' SMTP server."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from jobkit.loader import load_project
 from jobkit.model import Project
 from tests.builtin.conftest import smtp_server  # noqa: F401  (a fixture, shared)
+from tests.webhook import Receiver, webhook_receiver
 
 OPS_JOBS = """
 queues:
@@ -44,39 +41,10 @@ alerts:
 """
 
 
-@dataclass
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that keeps every JSON body it is posted."""
-
-    bodies: list[bytes] = field(default_factory=list)
-    url: str = ""
-
-    def rules(self) -> list[str]:
-        import json
-
-        return [json.loads(body)["data"]["rule"] for body in self.bodies]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            state.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver("/hook", default_status=204) as state:
+        yield state
 
 
 @pytest.fixture

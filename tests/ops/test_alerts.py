@@ -14,7 +14,7 @@ from jobkit.client import Client
 from jobkit.errors import SkipRetry
 from jobkit.inspector import Queues
 from tests.conftest import wait_for
-from tests.ops.conftest import Receiver
+from tests.webhook import Receiver
 
 
 def archived(client: Client, queue: str) -> int:

@@ -43,7 +43,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 0
     table = Table(title="jobkit queues", title_justify="left")
     for column in ("queue", "state", "pending", "active", "scheduled", "retry", "archived", "completed", "latency"):
-        table.add_column(column, justify="left" if column in ("queue", "state") else "right")
+        table.add_column(column, justify="left" if column in ("queue", "state") else "right", no_wrap=True)
     table.add_column("today ok/failed", justify="right")
     for s in stats:
         state = "[yellow]paused[/yellow]" if s.paused else "[green]running[/green]"
@@ -54,7 +54,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
             s.queue, state, str(s.pending), str(s.active), str(s.scheduled), retry, archived, str(s.completed),
             latency, f"{s.processed - s.failed}/{s.failed}",
         )  # fmt: skip
-    Console().print(table)
+    # A pipe or a log has no width to fit: keep every column whole there instead of Rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     return 0
 
 
@@ -84,7 +85,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     for info in infos:
         retried = f"{info.retried}/{info.max_retries}"
         table.add_row(info.id, info.task, retried, info.next_process_at or "-", info.last_error or "")
-    Console().print(table)
+    # A pipe or a log has no width to fit: keep every column whole there instead of Rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     return 0
 
 

@@ -61,6 +61,17 @@ tasks:
   dash:greet: {handler: "tests.dashboard.handlers:greet"}
   dash:urgent: {handler: "tests.dashboard.handlers:greet", queue: critical}
   dash:later: {handler: "tests.dashboard.handlers:greet", queue: low}
+  dash:echo: {handler: "tests.dashboard.handlers:echo"}
+  dash:limited: {handler: "tests.dashboard.handlers:echo", rate_limit: 50/s, concurrency: 2}
+workflows:
+  dash:flow:
+    api: true
+    steps:
+      - task: dash:echo
+        payload: {value: "{{ input.n }}"}
+      - group:
+          - {task: dash:echo, payload: {value: "{{ prev }}"}}
+          - {task: dash:limited, payload: {value: "{{ prev }}"}}
 """
 
 

@@ -21,3 +21,7 @@ def fragile(key: str, word: str) -> None:
 
 def greet(name: str) -> None:
     return None
+
+
+def echo(value: object) -> object:
+    return value

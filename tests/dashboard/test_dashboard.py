@@ -237,3 +237,63 @@ def test_assets_are_served_without_a_token(stack: Stack) -> None:
     assert httpx.get(stack.url + "/api/system/workers", timeout=5).status_code == 401
     user = stack.api("GET", "/api/system/redis", token=stack.user_token)
     assert user.status_code == 200  # reading is open to user tokens
+
+
+def test_the_task_page_shows_the_limits_of_its_task_type(page: Page, stack: Stack) -> None:
+    # Given a task with a rate limit and a concurrency cap, and one with no limits
+    limited = stack.client.dispatch("dash:limited", value="lim", delay=timedelta(hours=1))
+    plain = stack.client.dispatch("dash:greet", name="plain", delay=timedelta(hours=1))
+
+    # When the admin opens its task page
+    log_in(page, stack.admin_token)
+    page.goto(f"/dashboard#/task/default/{limited.id}")
+
+    # Then the limits block shows the API's figures
+    limits = page.locator("#limits")
+    expect(page.locator("#view h2", has_text="Limits")).to_be_visible()
+    expect(limits.locator("[data-limit='rate_limit']")).to_have_text("50/s")
+    expect(limits.locator("[data-limit='concurrency']")).to_have_text("2")
+    expect(limits.locator("[data-limit='running']")).to_have_text("0")
+    expect(limits.locator("[data-limit='starts_in_window']")).to_have_text("0")
+    expect(limits.locator("[data-limit='unique']")).to_have_text("none")
+    expect(limits.locator("[data-limit='unique_key']")).to_have_text("none")
+    expected = stack.api("GET", "/api/jobs/limits/dash:limited").json()
+    assert expected["rate_limit"] == "50/s" and expected["concurrency"] == 2
+
+    # And a task type without limits says so
+    page.goto(f"/dashboard#/task/default/{plain.id}")
+    expect(page.locator("[data-field='task']")).to_have_text("dash:greet")
+    expect(page.locator("#limits [data-field='limits']")).to_have_text("none")
+
+
+def test_a_workflow_run_shows_its_steps_and_their_states(page: Page, stack: Stack) -> None:
+    # Given a workflow run started through the API
+    started = stack.api("POST", "/api/jobs/trigger/dash:flow", json={"n": 21})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["task_id"]
+
+    # When the admin opens it from the overview's form
+    log_in(page, stack.admin_token)
+    page.get_by_label("Workflow run id").fill(run_id)
+    page.get_by_role("button", name="Open workflow run").click()
+    expect(page).to_have_url(f"{stack.url}/dashboard#/workflow/{run_id}")
+
+    # Then the run completes and every step shows its state and tasks
+    expect(page.locator("#workflow-status")).to_have_text("completed")
+    expect(page.locator("[data-field='name']")).to_have_text("dash:flow")
+    expect(page.locator("[data-field='error']")).to_have_text("—")
+    expect(page.locator("#steps tbody tr")).to_have_count(2)
+    first, second = page.locator("tr[data-step='0']"), page.locator("tr[data-step='1']")
+    expect(first.locator("[data-col='group']")).to_have_text("no")
+    expect(second.locator("[data-col='group']")).to_have_text("yes")
+    expect(first.locator("[data-col='state']")).to_have_text("completed")
+    expect(second.locator("[data-col='state']")).to_have_text("completed")
+    expect(second.locator("li")).to_have_count(2)
+    expect(second.locator("li[data-task='dash:limited'] [data-col='task-state']")).to_have_text("completed")
+    screenshot(page, "workflow-1280x800")
+
+    # And a step's task links to its task page
+    run = stack.api("GET", f"/api/jobs/workflows/{run_id}").json()
+    task = run["steps"][0]["tasks"][0]
+    first.get_by_role("link", name="dash:echo").click()
+    expect(page.locator("[data-field='id']")).to_have_text(task["id"])

@@ -261,10 +261,10 @@ function route() {
   const { parts, params } = parseHash();
   const name = parts[0] || "overview";
   const views = { overview: overviewView, queue: queueView, task: taskView, schedules: schedulesView };
-  Object.assign(views, { workers: workersView, redis: redisView });
+  Object.assign(views, { workers: workersView, redis: redisView, workflow: workflowView });
   const make = views[name] || overviewView;
   for (const link of document.querySelectorAll("[data-nav]")) {
-    link.classList.toggle("current", link.dataset.nav === (name === "queue" || name === "task" ? "overview" : name));
+    link.classList.toggle("current", link.dataset.nav === (["queue", "task", "workflow"].includes(name) ? "overview" : name));
   }
   const root = document.getElementById("view");
   replace(root);
@@ -340,7 +340,7 @@ function overviewView(root) {
     } }, `${n} days`));
   }
   queueSelect.addEventListener("change", () => refresh());
-  append(root, queues.node,
+  append(root, queues.node, workflowForm(),
     el("section", { class: "card" },
       el("div", { class: "heading" }, el("h2", {}, "Processed and failed"), el("div", { class: "controls" }, queueSelect, daysButtons)),
       chart));
@@ -582,7 +582,8 @@ function taskView(root, parts) {
   const setError = page(root, "Task", el("a", { href: `#/queue/${q(queue)}`, class: "button secondary" }, `‹ ${queue}`));
   const details = el("dl", { class: "details", id: "task" });
   const buttons = el("div", { class: "bulk" });
-  append(root, buttons, details);
+  const limits = el("dl", { class: "details", id: "limits" });
+  append(root, buttons, details, el("section", { class: "card" }, el("h2", {}, "Limits"), limits));
 
   async function load() {
     const t = await api("GET", `/api/jobs/task/${q(queue)}/${q(id)}`);
@@ -609,6 +610,80 @@ function taskView(root, parts) {
           if (error.status !== 401) flash(`Delete failed: ${error.detail}`, "error");
         }
       }) : null);
+    await loadLimits(limits, t.task);
+  }
+  return { load, setError };
+}
+
+// The unique / rate_limit / concurrency settings of a task type and their current use.
+async function loadLimits(node, task) {
+  let limits;
+  try {
+    limits = await api("GET", `/api/jobs/limits/${q(task)}`);
+  } catch (error) {
+    if (error.status === 401) throw error;
+    replace(node, el("dt", {}, "Limits"), el("dd", { "data-field": "limits" }, `unavailable (${error.detail || error.message})`));
+    return;
+  }
+  if (limits.unique == null && limits.rate_limit == null && limits.concurrency == null) {
+    replace(node, el("dt", {}, "Limits"), el("dd", { "data-field": "limits" }, "none"));
+    return;
+  }
+  const value = (v) => (v === null || v === undefined ? "none" : v);
+  const rows = [
+    ["unique", "Unique (s)", limits.unique == null ? "none" : `${limits.unique} s`],
+    ["unique_key", "Unique key", limits.unique == null ? "none" : value(limits.unique_key ?? "(whole payload)")],
+    ["rate_limit", "Rate limit", value(limits.rate_limit)],
+    ["concurrency", "Concurrency", value(limits.concurrency)],
+    ["running", "Running now", value(limits.running)],
+    ["starts_in_window", "Starts in window", value(limits.starts_in_window)],
+  ];
+  replace(node, rows.map(([key, label, v]) => [el("dt", {}, label), el("dd", { "data-limit": key }, v)]));
+}
+
+// -- workflows ------------------------------------------------------------------------------------------------------
+function workflowForm() {
+  const input = el("input", { name: "workflow", id: "workflow-id", required: true, placeholder: "run id", autocomplete: "off", "aria-label": "Workflow run id" });
+  return el("form", { class: "search", id: "workflow-form", onsubmit: (event) => {
+    event.preventDefault();
+    const id = input.value.trim();
+    if (id) go(`#/workflow/${q(id)}`);
+  } }, input, el("button", { type: "submit" }, "Open workflow run"));
+}
+
+function workflowView(root, parts) {
+  const id = parts[0] || "";
+  const badge = el("span", { class: "badge", id: "workflow-status" });
+  const setError = page(root, `Workflow ${id}`, badge);
+  const details = el("dl", { class: "details", id: "workflow" });
+  const steps = table(["Step", "Group", "State", "Tasks"]);
+  steps.node.id = "steps";
+  append(root, details, el("h2", {}, "Steps"), steps.node);
+
+  async function load() {
+    const wf = await api("GET", `/api/jobs/workflows/${q(id)}`);
+    badge.className = `badge ${wf.status}`;
+    badge.textContent = wf.status;
+    const failedTask = wf.failed_task && wf.failed_task.id && wf.failed_task.queue
+      ? el("a", { href: `#/task/${q(wf.failed_task.queue)}/${q(wf.failed_task.id)}` }, `${wf.failed_task.queue} / ${wf.failed_task.id}`)
+      : "—";
+    const rows = [
+      ["ID", "id", wf.id], ["Name", "name", wf.name], ["Status", "status", wf.status],
+      ["Failed step", "failed_step", wf.failed_step ?? "—"], ["Failed task", "failed_task", failedTask],
+      ["Created", "created", fmtTime(wf.created_at)], ["Finished", "finished", fmtTime(wf.finished_at)],
+    ];
+    replace(details, rows.map(([label, key, v]) => [el("dt", {}, label), el("dd", { "data-field": key }, v)]),
+      el("dt", {}, "Error"), el("dd", {}, el("pre", { "data-field": "error", class: "error-text" }, wf.error || "—")),
+      el("dt", {}, "Input"), el("dd", {}, el("pre", { "data-field": "input" }, json(wf.input ?? null))),
+      el("dt", {}, "Result"), el("dd", {}, el("pre", { "data-field": "result" }, json(wf.result ?? null))));
+    const list = listOf(wf.steps);
+    replace(steps.body, list.length ? list.map((s) => el("tr", { "data-step": s.index },
+      el("td", { class: "num" }, s.index), el("td", { "data-col": "group" }, s.group ? "yes" : "no"),
+      el("td", { "data-col": "state" }, el("span", { class: `badge ${s.state}` }, s.state)),
+      el("td", {}, el("ul", { class: "step-tasks" }, listOf(s.tasks).map((t) => el("li", { "data-task": t.task },
+        t.id && t.queue ? el("a", { href: `#/task/${q(t.queue)}/${q(t.id)}` }, t.task) : el("span", {}, t.task),
+        " ", el("span", { class: "muted", "data-col": "task-state" }, t.state || "—")))))))
+      : el("tr", {}, el("td", { colspan: 4, class: "empty" }, "No steps.")));
   }
   return { load, setError };
 }

@@ -34,6 +34,39 @@ local maintenance = ARGV[8]
 local started = ARGV[9]
 local A = 10 -- first command argument
 
+-- Enqueues come first and touch only what they need: they are the one command clients send, once per task.
+-- A claim makes an enqueue conditional: SET claim_key message_id NX PX ttl, in the same step as the enqueue. The
+-- scheduler fires each nominal time exactly once this way, and a unique task refuses a duplicate. A claimed
+-- enqueue returns the id that holds the claim instead of 1.
+if command == "enqueue" or command == "schedule" then
+    local pending = namespace .. ":" .. queue
+    local rid, message_id = ARGV[A], ARGV[A + 2]
+    local claim_at = A + 3
+    if command == "schedule" then
+        claim_at = A + 5
+    end
+    local claim_key = ARGV[claim_at]
+    if claim_key and claim_key ~= "" then
+        if not redis.call("set", claim_key, message_id, "NX", "PX", tonumber(ARGV[claim_at + 1])) then
+            return redis.call("get", claim_key) or ""
+        end
+    end
+    redis.call("hset", pending .. ".msgs", rid, ARGV[A + 1])
+    redis.call("hset", pending .. ".ids", message_id, rid)
+    if command == "enqueue" then
+        -- args: rid, data, message id[, claim key, claim ttl ms]
+        redis.call("rpush", pending, rid)
+    else
+        -- args: rid, data, message id, due ms, "scheduled" | "retry"[, claim key, claim ttl ms]
+        local target = pending .. ".scheduled"
+        if ARGV[A + 4] == "retry" then
+            target = pending .. ".retry"
+        end
+        redis.call("zadd", target, tonumber(ARGV[A + 3]), rid)
+    end
+    return 1
+end
+
 local heartbeats = namespace .. ":__heartbeats__"
 local acks_prefix = namespace .. ":__acks__."
 local paused_set = namespace .. ":__paused__"
@@ -180,48 +213,7 @@ if maintenance == "1" then
     trim()
 end
 
--- A claim makes an enqueue conditional: SET claim_key message_id NX PX ttl, in the same step as the enqueue. The
--- scheduler fires each nominal time exactly once this way, and a unique task refuses a duplicate. Returns nil when
--- claimed now (or no claim was asked), else the id that holds the claim.
-local function claim(key, ttl, message_id)
-    if key == nil or key == "" then
-        return nil
-    end
-    if redis.call("set", key, message_id, "NX", "PX", tonumber(ttl)) then
-        return nil
-    end
-    return redis.call("get", key) or ""
-end
-
-if command == "enqueue" then
-    -- args: rid, data, message id[, claim key, claim ttl ms]. Returns 1, or the id holding the claim.
-    local rid = ARGV[A]
-    local holder = claim(ARGV[A + 3], ARGV[A + 4], ARGV[A + 2])
-    if holder then
-        return holder
-    end
-    redis.call("hset", messages, rid, ARGV[A + 1])
-    redis.call("hset", ids, ARGV[A + 2], rid)
-    redis.call("rpush", pending, rid)
-    return 1
-
-elseif command == "schedule" then
-    -- args: rid, data, message id, due ms, "scheduled" | "retry"[, claim key, claim ttl ms]
-    local rid = ARGV[A]
-    local holder = claim(ARGV[A + 5], ARGV[A + 6], ARGV[A + 2])
-    if holder then
-        return holder
-    end
-    redis.call("hset", messages, rid, ARGV[A + 1])
-    redis.call("hset", ids, ARGV[A + 2], rid)
-    local target = scheduled
-    if ARGV[A + 4] == "retry" then
-        target = retry
-    end
-    redis.call("zadd", target, tonumber(ARGV[A + 3]), rid)
-    return 1
-
-elseif command == "fetch" then
+if command == "fetch" then
     -- args: how many. Returns {next due time or -1, 1 if paused else 0, message, message, ...}.
     heartbeat()
     forward(scheduled)

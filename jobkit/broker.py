@@ -46,6 +46,8 @@ BUSY_POLL_S = 0.25
 START_FLUSH_S = 0.05
 #: How long a completed task stays inspectable unless its task says otherwise.
 DEFAULT_RETENTION_MS = 86_400_000
+#: Commands a client sends (dispatch, scheduler); everything else comes from a worker.
+_CLIENT_COMMANDS = frozenset({"enqueue", "schedule"})
 #: Connection settings an asyncio connection understands (the sync pool carries sync-only helpers too).
 _ASYNC_CONNECTION_KEYS = {
     "host", "port", "db", "username", "password", "path", "socket_timeout", "socket_connect_timeout",
@@ -276,7 +278,8 @@ class JobkitBroker(RedisBroker):
             self.dead_message_ttl,
             self.dead_max,
             "1" if maintenance else "0",
-            self._take_started() if self.started else "",
+            # Start markers ride along with a worker's own calls only (an enqueue's fast path never reads them).
+            self._take_started() if self.started and command not in _CLIENT_COMMANDS else "",
             *args,
         ]
 

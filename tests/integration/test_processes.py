@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,14 @@ import redis
 from tests.conftest import JOBKIT, ROOT, attempts, start, wait_for
 
 pytestmark = pytest.mark.slow
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return str(answer.read().decode())
+    except OSError:
+        return None
 
 
 def ack_members(client: redis.Redis, namespace: str) -> int:
@@ -142,9 +153,20 @@ def test_jobkit_up_runs_redis_and_workers_and_a_dispatched_task_runs(
     # Given `jobkit up` with no Redis configured (the embedded one starts) and the shipped jobs.yaml
     env = {k: v for k, v in env.items() if k != "REDIS_URL"}
     env["JOBKIT_DATA_DIR"] = str(tmp_path / "var")
+    with socket.socket() as probe:  # a free port for the API
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env["JOBKIT_API_PORT"] = str(port)
     log = tmp_path / "up.log"
     up = start(processes, [JOBKIT, "up"], env, ROOT, log)
     wait_for(lambda: log.read_text().count("Worker process is ready") >= 2, timeout=60, what="workers ready")
+
+    # And the API answers on loopback, with the secret created private and a dashboard link printed
+    health = wait_for(lambda: _get(f"http://127.0.0.1:{port}/health"), timeout=30, what="the API")
+    assert json.loads(health)["redis"] == "ok"
+    assert f"dashboard http://127.0.0.1:{port}/dashboard#token=" in log.read_text()
+    assert (tmp_path / "var" / "secret").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "var" / "app.db").exists()
 
     # When a task is dispatched from another terminal
     dispatched = subprocess.run(

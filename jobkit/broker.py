@@ -175,9 +175,14 @@ class JobkitBroker(RedisBroker):
     ) -> tuple[Message[Any], str | None]:
         """:meth:`enqueue_claimed` (or a plain enqueue without ``claim``) on an asyncio Redis connection, for the
         API: the event loop serves other requests while Redis answers."""
-        message, command, args = self._prepare(message, delay, claim)
         if self._batcher is None:
-            self._batcher = _Batcher(self._async_script(), [self.namespace])
+            script = self._async_script()
+            if script is None:  # a connection with no asyncio twin (Sentinel): the blocking path, off the loop
+                if claim is None:
+                    return await asyncio.to_thread(self.enqueue, message, delay=delay), None
+                return await asyncio.to_thread(self.enqueue_claimed, message, *claim, delay=delay)
+            self._batcher = _Batcher(script, [self.namespace])
+        message, command, args = self._prepare(message, delay, claim)
         holder = await self._batcher.call(self._header(command, message.queue_name, args))
         if holder != 1:
             return message, holder.decode() if isinstance(holder, bytes) else str(holder)
@@ -218,7 +223,7 @@ class JobkitBroker(RedisBroker):
                 redis.Connection: aio.Connection,
             }.get(pool.connection_class)
             if kind is None:  # e.g. a Sentinel-managed pool: no asyncio twin here
-                raise NotImplementedError(f"no asyncio connection for {pool.connection_class.__name__}")
+                return None
             kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in _ASYNC_CONNECTION_KEYS}
             client = Redis(connection_pool=ConnectionPool(connection_class=kind, retry=Retry(NoBackoff(), 1), **kwargs))
             self._async = client.register_script(_SCRIPT)

@@ -12,6 +12,7 @@ epoch, so the n-th fire is ``n * interval`` whoever computes it.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -84,12 +85,12 @@ def parse_time_of_day(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-class Trigger:
+class Trigger(ABC):
     """Gives the fire times of one entry as epoch milliseconds."""
 
+    @abstractmethod
     def next_after(self, after_ms: int) -> int | None:
         """The first fire time strictly after ``after_ms``, or None when there is none."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

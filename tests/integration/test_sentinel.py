@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,9 @@ def test_dispatch_through_sentinel_reaches_the_master(
     client = Client(settings, project, build_broker(settings, project))
 
     ref = client.dispatch("test:record", key="k")
-    ref_async = asyncio.run(client.dispatch_async("test:record", key="k2"))
+    # In a thread of its own: the session's browser tests keep an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        ref_async = pool.submit(asyncio.run, client.dispatch_async("test:record", key="k2")).result()
 
     master = redis.Redis(host="127.0.0.1", port=master_port)
     assert master.hlen(f"{namespace}:default.ids") == 2

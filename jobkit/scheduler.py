@@ -212,6 +212,8 @@ class ScheduleInfo:
     timezone: str
     source: str
     next_run_at: datetime | None
+    last_run_at: datetime | None = None
+    """The nominal time of its latest fire (None before the first)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -223,6 +225,7 @@ class ScheduleInfo:
             "timezone": self.timezone,
             "source": self.source,
             "next_run_at": self.next_run_at.isoformat() if self.next_run_at else None,
+            "last_run_at": self.last_run_at.isoformat() if self.last_run_at else None,
         }
 
 
@@ -291,9 +294,19 @@ class Schedules:
                 cursor = max(last.get(entry_id, stored.created_ms), stored.created_ms)
                 next_ms = trigger.next_after(max(cursor, now_ms if not isinstance(trigger, OnceTrigger) else cursor))
             next_at = datetime.fromtimestamp(next_ms / 1000, UTC) if next_ms is not None else None
+            fired = last.get(entry_id)
+            last_at = datetime.fromtimestamp(fired / 1000, UTC) if fired is not None else None
             infos.append(
                 ScheduleInfo(
-                    spec.id, spec.task, spec.spec, spec.payload, spec.queue, spec.timezone, spec.source, next_at
+                    spec.id,
+                    spec.task,
+                    spec.spec,
+                    spec.payload,
+                    spec.queue,
+                    spec.timezone,
+                    spec.source,
+                    next_at,
+                    last_at,
                 )
             )
         far = datetime.max.replace(tzinfo=UTC)

@@ -92,7 +92,15 @@ def _services(request: Request[Any, Any, Any]) -> Services:
 
 def _entry(info: ScheduleInfo) -> ScheduleEntry:
     return ScheduleEntry(
-        info.id, info.task, info.spec, dict(info.payload), info.queue, info.timezone, info.source, info.next_run_at
+        info.id,
+        info.task,
+        info.spec,
+        dict(info.payload),
+        info.queue,
+        info.timezone,
+        info.source,
+        info.next_run_at,
+        info.last_run_at,
     )
 
 

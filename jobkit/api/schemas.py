@@ -165,6 +165,8 @@ class ScheduleEntry:
     timezone: str
     source: str
     next_run_at: datetime | None
+    last_run_at: datetime | None = None
+    """The nominal time of the entry's latest fire (null before the first)."""
 
 
 @dataclass

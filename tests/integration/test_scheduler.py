@@ -107,6 +107,11 @@ def test_an_api_schedule_fires_within_a_second_of_its_time_and_unschedule_stops_
         return [m for m in scheduled(redis_client, namespace) if m.options["schedule_id"] == every_id]
 
     wait_for(lambda: len(recurring()) >= 2, timeout=5, what="two recurring fires")
+    [info] = [i for i in jobkit.list_schedules() if i.id == every_id]
+    fired_at = {m.options["scheduled_at"] for m in recurring()}
+    assert info.last_run_at is not None and info.last_run_at.isoformat(timespec="milliseconds") in {
+        datetime.fromisoformat(at).isoformat(timespec="milliseconds") for at in fired_at
+    }
     assert jobkit.unschedule(every_id) is True
     time.sleep(1.0)  # a fire already claimed when unschedule ran may still land
     settled = len(recurring())

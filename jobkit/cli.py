@@ -250,10 +250,11 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     if not infos:
         print("no schedules in Redis (`jobkit scheduler` loads schedules.yaml; the API adds more)")
         return 0
-    rows = [("ID", "SPEC", "TZ", "TASK", "QUEUE", "SOURCE", "NEXT RUN")]
+    rows = [("ID", "SPEC", "TZ", "TASK", "QUEUE", "SOURCE", "NEXT RUN", "LAST RUN")]
     for info in infos:
         next_run = info.next_run_at.isoformat(timespec="seconds") if info.next_run_at else "-"
-        rows.append((info.id, info.spec, info.timezone, info.task, info.queue or "-", info.source, next_run))
+        last_run = info.last_run_at.isoformat(timespec="seconds") if info.last_run_at else "-"
+        rows.append((info.id, info.spec, info.timezone, info.task, info.queue or "-", info.source, next_run, last_run))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -64,7 +64,7 @@ def _cleanup_roots(env: Mapping[str, str]) -> tuple[Path, ...]:
 
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password
     """``REDIS_URL``, or built from ``REDIS_HOST``/``PORT``/``PASSWORD``/``DB``; None means the embedded Redis."""
     sentinels: tuple[tuple[str, int], ...] = ()
     """``REDIS_SENTINELS`` as ``host:port,host:port``; used with ``REDIS_SENTINEL_MASTER``."""

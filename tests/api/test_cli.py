@@ -86,3 +86,22 @@ def test_token_mints_a_token_the_api_accepts(cli_env: None, capsys: pytest.Captu
 
     claims = verify_token(SECRET, out.strip())
     assert code == 0 and (claims.sub, claims.role) == ("ops", "user")
+
+
+def test_schedules_lists_entries_with_next_and_last_run(
+    cli_env: None, client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobkit.scheduler import Schedules
+
+    entry = Schedules(client).recurring("test:greet", {"name": "Ann"}, cron="0 9 * * MON")
+
+    code, out, _ = run(capsys, "schedules")
+
+    header, row = out.splitlines()[:2]
+    assert code == 0 and header.split() == ["ID", "SPEC", "TZ", "TASK", "QUEUE", "SOURCE", "NEXT", "RUN", "LAST", "RUN"]
+    assert row.split()[:4] == [entry, "0", "9", "*"] and row.split()[-1] == "-"  # never fired yet
+
+
+def test_settings_never_show_the_redis_password() -> None:
+    settings = Settings.from_env({"REDIS_URL": "redis://:s3cret@127.0.0.1:6379/0"}, dotenv=None)
+    assert "s3cret" not in repr(settings)

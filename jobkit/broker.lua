@@ -206,6 +206,13 @@ local function recover_orphans()
     end
 end
 
+-- A unique task's lock ends with it (completed or archived), if it still holds it.
+local function release_unique(key, message_id)
+    if key and key ~= "" and redis.call("get", key) == message_id then
+        redis.call("del", key)
+    end
+end
+
 mark_started()
 if maintenance == "1" then
     heartbeat()
@@ -248,7 +255,7 @@ elseif command == "heartbeat" then
     return redis.call("sismember", paused_set, queue)
 
 elseif command == "ack" then
-    -- args: rid, message id, "ok" | "retry" | "deferred", retention ms, completed message
+    -- args: rid, message id, "ok" | "retry" | "deferred", retention ms, completed message, unique lock key
     -- ("deferred": a rate or concurrency limit put the message back with a delay before it ran; not counted)
     heartbeat()
     local rid = ARGV[A]
@@ -264,6 +271,7 @@ elseif command == "ack" then
             if redis.call("hget", ids, message_id) == rid then
                 redis.call("hdel", ids, message_id)
             end
+            release_unique(ARGV[A + 5], message_id)
             local retention = tonumber(ARGV[A + 3])
             if retention > 0 then
                 redis.call("zadd", done, now + retention, message_id)
@@ -273,7 +281,7 @@ elseif command == "ack" then
     end
 
 elseif command == "nack" then
-    -- args: rid, message as it ended (with its final error)
+    -- args: rid, message as it ended (with its final error), unique lock key, message id
     heartbeat()
     local rid = ARGV[A]
     if redis.call("srem", queue_acks, rid) == 1 then
@@ -282,6 +290,7 @@ elseif command == "nack" then
         redis.call("zadd", dead, now, rid)
         redis.call("hset", dead_messages, rid, ARGV[A + 1])
         count(true)
+        release_unique(ARGV[A + 2], ARGV[A + 3])
         trim()
     end
 

@@ -376,7 +376,10 @@ class _JobkitConsumer(Consumer):
                 if retention > 0:
                     options["completed_at"] = current_millis()
                     completed = message.encode()
-                self._ack(self.queue_name, options["redis_message_id"], message.message_id, "ok", retention, completed)
+                unique = options.get("jobkit_unique", "")  # its lock ends in the same call
+                self._ack(
+                    self.queue_name, options["redis_message_id"], message.message_id, "ok", retention, completed, unique
+                )
             self.last_call = time.monotonic()
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None
@@ -392,7 +395,9 @@ class _JobkitConsumer(Consumer):
 
     def nack(self, message: MessageProxy) -> None:
         try:
-            self._nack(self.queue_name, message.options["redis_message_id"], message.encode())
+            options = message.options
+            unique = options.get("jobkit_unique", "")  # an archived task's lock ends in the same call
+            self._nack(self.queue_name, options["redis_message_id"], message.encode(), unique, message.message_id)
             self.last_call = time.monotonic()
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None

@@ -1,8 +1,8 @@
 """Flow control per task, shared by every worker through Redis: ``unique``, ``rate_limit`` and ``concurrency``.
 
 - ``unique: <ttl>``: ``Client.dispatch`` takes a lock (``SET NX`` with the TTL, value = task id) in the same Lua
-  call that enqueues the task; :class:`FlowControl` gives it back when the task completes or is archived, and
-  :meth:`~jobkit.inspector.Queues.delete` when it is deleted.
+  call that enqueues the task; the broker's ack or nack gives it back within its own call when the task completes
+  or is archived, and :meth:`~jobkit.inspector.Queues.delete` when it is deleted.
 - ``rate_limit: N/s|m|h``: a sliding window of start times (at most N starts in *any* window of that length).
 - ``concurrency: N``: a counting semaphore whose slots expire after the task's timeout (a killed worker's slot frees
   itself).
@@ -167,14 +167,6 @@ class FlowControl(Middleware):
 
     def after_skip_message(self, broker: Broker, message: Any) -> None:
         self._release_slot(broker, message)
-
-    def after_ack(self, broker: Broker, message: Any) -> None:
-        # Completed (not a failed attempt waiting for its retry, not a deferral): the unique lock ends.
-        if message._exception is None and not message.options.get("jobkit_deferred"):
-            release_unique(broker.client, message)  # type: ignore[attr-defined]
-
-    def after_nack(self, broker: Broker, message: Any) -> None:
-        release_unique(broker.client, message)  # type: ignore[attr-defined]  # archived
 
 
 def describe_limits(client: redis.Redis, namespace: str, spec: TaskSpec) -> dict[str, Any]:

@@ -30,6 +30,17 @@ local function message_id_of(data)
     return nil
 end
 
+-- Drop the id index entries that still point at these rids (their messages are in ``store``).
+local function forget_ids(rids, store)
+    for i = 1, #rids do
+        local data = redis.call("hget", store, rids[i])
+        local message_id = data and message_id_of(data)
+        if message_id and redis.call("hget", ids, message_id) == rids[i] then
+            redis.call("hdel", ids, message_id)
+        end
+    end
+end
+
 -- Where a task is now: state, rid, score (due or archived time), message.
 local function locate(message_id)
     local rid = redis.call("hget", ids, message_id)
@@ -198,17 +209,11 @@ elseif command == "list" then
 
 elseif command == "delete_all_pending" then
     local rids = redis.call("lrange", pending, 0, -1)
-    for i = 1, #rids do
-        local data = redis.call("hget", messages, rids[i])
-        if data then
-            local message_id = message_id_of(data)
-            if message_id and redis.call("hget", ids, message_id) == rids[i] then
-                redis.call("hdel", ids, message_id)
-            end
-            redis.call("hdel", messages, rids[i])
-        end
-    end
+    forget_ids(rids, messages)
     redis.call("del", pending)
+    for i = 1, #rids do
+        redis.call("hdel", messages, rids[i])
+    end
     return #rids
 
 elseif command == "archive_all_pending" then
@@ -236,15 +241,7 @@ elseif command == "run_all" then
 
 elseif command == "delete_all_archived" then
     local rids = redis.call("zrange", dead, 0, -1)
-    for i = 1, #rids do
-        local data = redis.call("hget", dead_messages, rids[i])
-        if data then
-            local message_id = message_id_of(data)
-            if message_id and redis.call("hget", ids, message_id) == rids[i] then
-                redis.call("hdel", ids, message_id)
-            end
-        end
-    end
+    forget_ids(rids, dead_messages)
     redis.call("del", dead, dead_messages)
     return #rids
 end

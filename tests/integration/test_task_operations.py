@@ -136,7 +136,7 @@ def test_list_by_state_with_paging(ops: Client, queues: Queues, namespace: str) 
         queues.tasks("default", "pendng")
 
 
-def test_bulk_operations_return_counts(ops: Client, queues: Queues, namespace: str) -> None:
+def test_bulk_operations_return_counts(ops: Client, queues: Queues, namespace: str, redis_client: redis.Redis) -> None:
     for i in range(5):
         ops.dispatch("t:record", key=f"{namespace}:{i}")
     assert queues.archive_all_pending("default") == 5
@@ -154,8 +154,10 @@ def test_bulk_operations_return_counts(ops: Client, queues: Queues, namespace: s
 
     assert queues.delete_all_pending("default") == 7
     assert queues.stats("default").size == 0
+    assert redis_client.hlen(f"{namespace}:default.ids") == 0  # no index entry is left behind
     for i in range(3):
         ops.dispatch("t:record", key=f"{namespace}:{i}")
     queues.archive_all_pending("default")
     assert queues.delete_all_archived("default") == 3
     assert queues.stats("default").archived == 0
+    assert redis_client.hlen(f"{namespace}:default.ids") == 0

@@ -64,12 +64,18 @@ def test_tasks_held_by_a_worker_killed_with_sigkill_rerun_within_30s(
     wait_for(lambda: redis_client.hlen(f"{key}:runs") >= 1500, timeout=60, what="1500 runs")
 
     # When one of them is killed with SIGKILL midway
-    before = {w.decode(): s for w, s in redis_client.zrange(heartbeats, 0, -1, withscores=True)}
     killed_at = time.time()
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
-    time.sleep(1.0)  # one heartbeat period, to tell the dead worker from the live one
-    after = {w.decode(): s for w, s in redis_client.zrange(heartbeats, 0, -1, withscores=True)}
+
+    def beats() -> dict[str, float]:
+        return {w.decode(): s for w, s in redis_client.zrange(heartbeats, 0, -1, withscores=True)}
+
+    # The dead worker is the one whose heartbeat no longer moves (taken after the kill: a beat may land just
+    # before it); the live one beats at least every 250 ms.
+    before = beats()
+    wait_for(lambda: sum(beats().get(w, 0) > s for w, s in before.items()) == 1, what="the live worker's next beat")
+    after = beats()
     dead = [w for w in before if after.get(w) == before[w]]
     assert len(dead) == 1, (before, after)
     held_rids = redis_client.smembers(f"{namespace}:__acks__.{dead[0]}.default")

@@ -166,6 +166,20 @@ def start_workflow(
     return workflow_id, messages
 
 
+# A member starts. The run is "running" again only if nothing failed, or if this is the failed task being retried
+# (that resumes the run); a sibling starting after another member failed must not wipe out that failure.
+_START_LUA = """
+local key, step, member, message_id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+redis.call("hset", key, "m:" .. step .. ":" .. member, "running", "t:" .. step .. ":" .. member, message_id)
+local failed = redis.call("hget", key, "failed_task")
+if not failed or failed == message_id then
+    redis.call("hset", key, "status", "running", "step", step)
+    redis.call("hdel", key, "failed_step", "error", "failed_task", "failed_queue")
+end
+return 1
+"""
+
+
 class WorkflowSteps(Middleware):
     """Records each step's outcome in the workflow's state and starts the next step when one completes."""
 
@@ -185,13 +199,8 @@ class WorkflowSteps(Middleware):
         if ref is None:
             return
         workflow_id, step, member = ref
-        key = self._key(broker, workflow_id)
-        pipe = broker.client.pipeline()  # type: ignore[attr-defined]
-        # A retried (archived) step resumes the workflow: it is running again, nothing has failed now.
-        pipe.hset(key, mapping={f"m:{step}:{member}": "running", "status": "running", "step": step})
-        pipe.hset(key, f"t:{step}:{member}", message.message_id)
-        pipe.hdel(key, "failed_step", "error", "failed_task", "failed_queue")
-        pipe.execute()
+        client: redis.Redis = broker.client  # type: ignore[attr-defined]
+        client.eval(_START_LUA, 1, self._key(broker, workflow_id), step, member, message.message_id)
 
     def after_process_message(
         self, broker: Broker, message: Any, *, result: Any = None, exception: BaseException | None = None

@@ -94,3 +94,24 @@ def test_a_workflow_payload_that_does_not_fit_its_first_task_is_refused(client: 
         assert "input.n" in str(exc)
     else:
         raise AssertionError("expected a DispatchError")
+
+
+def test_a_sibling_starting_after_a_member_failed_keeps_the_run_failed(
+    client: Client, redis_client: redis.Redis, namespace: str
+) -> None:
+    # Given one worker thread, so step 2's members run one after the other: double fails first, then square starts
+    key = f"{namespace}:order"
+    redis_client.set(f"{key}:fail", 1)
+    worker = dramatiq.Worker(client.broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        ref = client.dispatch("flow:report", key=key, n=2)
+        queues = Queues(client)
+        wait_for(lambda: queues.workflow(ref.id)["steps"][1]["tasks"][1]["state"] == "completed", what="square done")
+
+        # Then the run still says step 2 failed: square starting did not wipe out double's failure
+        info = queues.workflow(ref.id)
+        assert (info["status"], info["failed_step"]) == ("failed", 1)
+        assert info["error"] == "SkipRetry: double was told to fail"
+    finally:
+        worker.stop(timeout=10_000)

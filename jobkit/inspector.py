@@ -16,7 +16,7 @@ from dramatiq.message import Message
 
 from .client import Client
 from .errors import TaskNotFound, TaskStateError, UnknownQueue
-from .limits import describe_limits, release_unique
+from .limits import describe_limits
 from .yamlnodes import did_you_mean
 
 __all__ = ["STATES", "QueueStats", "Queues", "TaskInfo"]
@@ -235,12 +235,9 @@ class Queues:
 
     def delete(self, name: str, task_id: str) -> str:
         """Delete a pending, scheduled, retry, archived or completed task; returns the state it was in."""
-        found = self._call("task", self.check(name), task_id)  # issue 8: to learn its unique lock, if any
-        state, deleted = self._call("delete", name, task_id)
+        state, deleted = self._call("delete", self.check(name), task_id)  # a unique task's lock ends with it
         state = state.decode()
         if deleted:
-            if found[0] != b"missing" and found[3]:
-                release_unique(self.redis, Message.decode(found[3]))
             return str(state)
         if state == "missing":
             raise TaskNotFound(f"no task {task_id!r} in queue {name!r}")

@@ -2,7 +2,7 @@
 
 - ``unique: <ttl>``: ``Client.dispatch`` takes a lock (``SET NX`` with the TTL, value = task id) in the same Lua
   call that enqueues the task; the broker's ack or nack gives it back within its own call when the task completes
-  or is archived, and :meth:`~jobkit.inspector.Queues.delete` when it is deleted.
+  or is archived, and :meth:`~jobkit.inspector.Queues.delete` (in its own Lua step) when it is deleted.
 - ``rate_limit: N/s|m|h``: a sliding window of start times (at most N starts in *any* window of that length).
 - ``concurrency: N``: a counting semaphore whose slots expire after the task's timeout (a killed worker's slot frees
   itself).
@@ -26,7 +26,7 @@ from dramatiq.middleware import SkipMessage
 from .model import TaskSpec
 from .placeholders import TemplateError, render
 
-__all__ = ["FlowControl", "describe_limits", "release_unique", "unique_lock_key"]
+__all__ = ["FlowControl", "describe_limits", "unique_lock_key"]
 
 #: Wait before a task refused by its concurrency cap tries again (jittered up to twice this).
 CONCURRENCY_RETRY_MS = 100
@@ -62,15 +62,8 @@ end
 return 0
 """
 
+
 # KEYS: lock. ARGV: task id. Deletes the lock only while that task holds it.
-_RELEASE_LUA = """
-if redis.call("get", KEYS[1]) == ARGV[1] then
-    return redis.call("del", KEYS[1])
-end
-return 0
-"""
-
-
 def _rate_key(namespace: str, task: str) -> str:
     return f"{namespace}:limit:rate:{task}"
 
@@ -93,13 +86,6 @@ def unique_lock_key(namespace: str, spec: TaskSpec, payload: dict[str, Any]) -> 
         identity = payload
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return f"{namespace}:unique:{spec.name}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
-
-
-def release_unique(client: redis.Redis, message: Any) -> None:
-    """Give back the unique lock a task holds, if any (and only if that task still holds it)."""
-    key = message.options.get("jobkit_unique")
-    if key:
-        client.eval(_RELEASE_LUA, 1, key, message.message_id)
 
 
 # -- the middleware --------------------------------------------------------------------------------------------------

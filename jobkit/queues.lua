@@ -142,6 +142,12 @@ elseif command == "delete" then
     else
         return {state, 0}
     end
+    -- A deleted unique task gives its lock back in the same step (if it still holds it).
+    local ok, decoded = pcall(cjson.decode, found[4])
+    local lock = ok and type(decoded) == "table" and type(decoded["options"]) == "table" and decoded["options"]["jobkit_unique"]
+    if type(lock) == "string" and redis.call("get", lock) == message_id then
+        redis.call("del", lock)
+    end
     return {state, 1}
 
 elseif command == "run" then

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all up test lint typecheck pytest chromium wrk bench clean
+.PHONY: all up test unit lint typecheck pytest chromium wrk bench clean
 
 all: test
 
@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml
 up: $(STAMP)
 	$(BIN)/jobkit up
 
+# ruff, then import-linter: imports run one way through the layers (pyproject's [tool.importlinter] contracts).
 lint: $(STAMP)
 	$(BIN)/ruff check jobkit tests bench
 	$(BIN)/ruff format --check jobkit tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -33,6 +35,10 @@ pytest: $(STAMP) chromium
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The tests that need no service (no Redis, no browser, no SMTP): seconds, for the edit-test loop.
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
 
 # The API benchmark drives the server with wrk (a C load generator, so the server is what is measured).
 wrk:

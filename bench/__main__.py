@@ -35,9 +35,9 @@ def bench_dispatch(url: str) -> tuple[float, float]:
     from dramatiq.actor import Actor
 
     from bench import raw_app
-    from jobkit.client import Client
+    from jobkit.bootstrap import open_client
 
-    jobkit_client = Client.from_env()
+    jobkit_client = open_client()
     raw_actor: Actor[..., None] = raw_app.noop
 
     def rate(send: Callable[[], object]) -> float:
@@ -84,12 +84,12 @@ def _drain_rate(
 def bench_worker(url: str) -> tuple[float, float]:
     """Tasks per second drained by `dramatiq jobkit.actors` against `dramatiq bench.raw_app`, same processes/threads."""
     from bench import raw_app
-    from jobkit.client import Client
+    from jobkit.bootstrap import open_client
 
     flags = ["--processes", str(PROCESSES), "--threads", str(THREADS)]
     jobkit_env = _env(url, JOBKIT_NAMESPACE="jkbench")
     raw_env = _env(url, RAW_NAMESPACE="rawbench")
-    jobkit_client = Client.from_env()
+    jobkit_client = open_client()
 
     def fill_jobkit() -> None:
         for _ in range(WORKER_N):
@@ -113,7 +113,7 @@ def bench_worker(url: str) -> tuple[float, float]:
 
 
 def main() -> int:
-    from jobkit.redis_server import EmbeddedRedis
+    from jobkit.store.embedded import EmbeddedRedis
 
     with EmbeddedRedis(Path(tempfile.mkdtemp(prefix="jk-bench-")), appendonly=False) as server:
         url = os.environ.get("BENCH_REDIS_URL") or server.url

@@ -87,8 +87,8 @@ def _rate(url: str, headers: dict[str, str]) -> float:
 
 def main() -> int:
     from bench.queues import _FILL
-    from jobkit.auth import mint_token
-    from jobkit.redis_server import EmbeddedRedis
+    from jobkit.services.auth import mint_token
+    from jobkit.store.embedded import EmbeddedRedis
 
     with EmbeddedRedis(Path(tempfile.mkdtemp(prefix="jk-apib-")), appendonly=False) as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "JOBKIT_"))}

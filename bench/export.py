@@ -13,9 +13,9 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from jobkit.exports import run_export
-from jobkit.model import ExportSpec
-from jobkit.settings import Settings
+from jobkit.builtin.exports import run_export
+from jobkit.config.model import ExportSpec
+from jobkit.config.settings import Settings
 
 ROWS = 1_000_000
 SQL = "SELECT id, user_id, title, created_at FROM posts WHERE id > :after ORDER BY id"

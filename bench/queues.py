@@ -31,16 +31,16 @@ return n
 def stats_timing(url: str) -> tuple[float, float, float]:
     """Queues.all_stats() over the 3 queues, on an empty namespace and on one with 1,000,000 pending tasks,
     sampled alternately (so both see the same machine): medians in ms, and the full one's p99."""
-    from jobkit.client import Client
-    from jobkit.inspector import Queues
-    from jobkit.loader import load_project
-    from jobkit.settings import Settings
+    from jobkit.bootstrap import open_client
+    from jobkit.config.jobs_file import load_project
+    from jobkit.config.settings import Settings
+    from jobkit.services.queues import Queues
 
     project = load_project(ROOT / "jobs.yaml")
     connection = redis.Redis.from_url(url)
     connection.flushdb()
-    empty = Queues(Client(Settings(redis_url=url, namespace="qempty"), project))
-    full_client = Client(Settings(redis_url=url, namespace="qfull"), project)
+    empty = Queues(open_client(Settings(redis_url=url, namespace="qempty"), project))
+    full_client = open_client(Settings(redis_url=url, namespace="qfull"), project)
     full = Queues(full_client)
     full_client.dispatch("email:send", to="a@b.co", subject="s", body="b")  # one real message, copied a million times
     data = connection.hget("qfull:default.msgs", connection.lindex("qfull:default", 0))
@@ -66,7 +66,8 @@ def stats_timing(url: str) -> tuple[float, float, float]:
 def work_conservation(url: str) -> tuple[float, float]:
     """Drain rate with only `low` filled under weights 6/3/1, against the same worker on a one-queue project."""
     from bench.__main__ import _drain_rate, _env
-    from jobkit.client import Client
+    from jobkit.bootstrap import open_client
+    from jobkit.services.client import Client
 
     n = 10_000
     rates: dict[str, list[float]] = {"weighted": [], "single": []}
@@ -76,7 +77,7 @@ def work_conservation(url: str) -> tuple[float, float]:
             env = _env(url, JOBKIT_NAMESPACE=f"wc{kind}")
             env["JOBKIT_JOBS"] = str(path)
             os.environ.update(env)
-            client = Client.from_env()
+            client = open_client()
             queue = "low" if kind == "weighted" else "default"
 
             def fill(client: Client = client, queue: str = queue) -> None:
@@ -89,7 +90,7 @@ def work_conservation(url: str) -> tuple[float, float]:
 
 
 def main(url: str | None = None) -> None:
-    from jobkit.redis_server import EmbeddedRedis
+    from jobkit.store.embedded import EmbeddedRedis
 
     server = None
     if url is None:

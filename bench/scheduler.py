@@ -71,7 +71,7 @@ def bench_scheduler(url: str) -> tuple[float, float, int, int]:
 
 
 def main() -> int:
-    from jobkit.redis_server import EmbeddedRedis
+    from jobkit.store.embedded import EmbeddedRedis
 
     with EmbeddedRedis(Path(tempfile.mkdtemp(prefix="jk-bench-")), appendonly=False) as server:
         print(scheduler_line(os.environ.get("BENCH_REDIS_URL") or server.url))

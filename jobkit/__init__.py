@@ -1,23 +1,46 @@
-"""jobkit: background jobs declared in YAML, run by Dramatiq on Redis."""
+"""jobkit: background jobs declared in YAML, run by Dramatiq on Redis.
+
+The public surface, listed in ``__all__`` (a test pins it). Importing ``jobkit`` loads only the error classes;
+everything else (and Dramatiq, redis) is imported on first use.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .client import Client, TaskRef, get_client, set_client
-from .errors import (
+from jobkit.errors import (
     ConfigError,
     DispatchError,
     DuplicateTask,
     JobkitError,
     PayloadError,
+    ScheduleError,
     SkipRetry,
+    TaskNotFound,
+    TaskStateError,
     UnknownQueue,
     UnknownTask,
 )
-from .scheduler import ScheduleError, ScheduleInfo, list_schedules, schedule_once, schedule_recurring, unschedule
-from .workflows import Chain, chain, group
+
+if TYPE_CHECKING:
+    from jobkit import jobs
+    from jobkit.facade import (
+        Chain,
+        chain,
+        dispatch,
+        get_client,
+        group,
+        list_schedules,
+        queues,
+        schedule_once,
+        schedule_recurring,
+        set_client,
+        unschedule,
+    )
+    from jobkit.scheduling.dynamic import ScheduleInfo
+    from jobkit.services.client import Client, TaskRef
+    from jobkit.services.queues import Queues
 
 __all__ = [
     "Chain",
@@ -27,38 +50,52 @@ __all__ = [
     "DuplicateTask",
     "JobkitError",
     "PayloadError",
+    "Queues",
     "ScheduleError",
     "ScheduleInfo",
     "SkipRetry",
+    "TaskNotFound",
     "TaskRef",
+    "TaskStateError",
     "UnknownQueue",
     "UnknownTask",
     "chain",
     "dispatch",
     "get_client",
     "group",
+    "jobs",
     "list_schedules",
+    "queues",
     "schedule_once",
     "schedule_recurring",
     "set_client",
     "unschedule",
 ]
 
-__version__ = "0.1.0"
+#: Where each lazily imported name lives.
+_LAZY = {
+    **dict.fromkeys(("Chain", "chain", "dispatch", "get_client", "group", "list_schedules", "queues"), "jobkit.facade"),
+    **dict.fromkeys(("schedule_once", "schedule_recurring", "set_client", "unschedule"), "jobkit.facade"),
+    **dict.fromkeys(("Client", "TaskRef"), "jobkit.services.client"),
+    "Queues": "jobkit.services.queues",
+    "ScheduleInfo": "jobkit.scheduling.dynamic",
+}
 
 
-def dispatch(
-    task: str,
-    /,
-    *,
-    delay: timedelta | float | None = None,
-    at: datetime | None = None,
-    queue: str | None = None,
-    max_retries: int | None = None,
-    timeout: timedelta | float | None = None,
-    **payload: Any,
-) -> TaskRef:
-    """Enqueue ``task`` with ``payload`` as its keyword arguments; returns its :class:`TaskRef`."""
-    return get_client().dispatch(
-        task, delay=delay, at=at, queue=queue, max_retries=max_retries, timeout=timeout, **payload
-    )
+def __getattr__(name: str) -> Any:
+    if name == "jobs":
+        return importlib.import_module("jobkit.jobs")
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("jobkit")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jobkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from jobkit.errors import DurationError
+
 __all__ = ["DurationError", "format_duration", "parse_duration"]
 
 _UNITS: dict[str, timedelta] = {
@@ -21,27 +23,28 @@ _PART = re.compile(r"(\d+)(ms|s|m|h|d)")
 _WHOLE = re.compile(r"(?:\d+(?:ms|s|m|h|d))+")
 
 
-class DurationError(ValueError):
-    """Not a duration: write a number with a unit, like 250ms, 30s, 5m, 1h30m or 1d."""
-
-
 def parse_duration(text: str | int | float) -> timedelta:
     """Parse ``1h30m``-style text; a bare number counts as seconds (``0`` means zero)."""
     if isinstance(text, bool):
         raise DurationError(f"expected a duration like 30s, 5m or 1h30m, found {text!r}")
-    if isinstance(text, int | float):
-        if text < 0:
-            raise DurationError(f"a duration cannot be negative, found {text!r}")
-        return timedelta(seconds=text)
-    compact = text.strip().replace(" ", "")
-    if compact.isdigit():
-        return timedelta(seconds=int(compact))
-    if not _WHOLE.fullmatch(compact):
-        raise DurationError(f"expected a duration like 250ms, 30s, 5m, 1h30m or 1d, found {text!r}")
-    total = timedelta()
-    for amount, unit in _PART.findall(compact):
-        total += int(amount) * _UNITS[unit]
-    return total
+    try:
+        if isinstance(text, int | float):
+            if text < 0:
+                raise DurationError(f"a duration cannot be negative, found {text!r}")
+            return timedelta(seconds=text)
+        compact = text.strip().replace(" ", "")
+        if compact.isdigit():
+            return timedelta(seconds=int(compact))
+        if not _WHOLE.fullmatch(compact):
+            raise DurationError(f"expected a duration like 250ms, 30s, 5m, 1h30m or 1d, found {text!r}")
+        total = timedelta()
+        for amount, unit in _PART.findall(compact):
+            total += int(amount) * _UNITS[unit]
+        return total
+    except (OverflowError, ValueError) as exc:  # timedelta's own limit (about 2.7 million years), or NaN
+        if isinstance(exc, DurationError):
+            raise
+        raise DurationError(f"{text!r} is out of range: a duration is finite and at most 999999999 days") from None
 
 
 def format_duration(value: timedelta) -> str:

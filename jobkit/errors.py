@@ -1,37 +1,66 @@
-"""Every error jobkit raises on purpose. A docstring is the default message."""
+"""Every error jobkit raises on purpose, in one tree under :class:`JobkitError`. A docstring is the default message.
+
+Some also derive from a builtin error where callers (or Dramatiq's retry rules) match on that kind:
+``DurationError`` is a ``ValueError``, ``MailUnavailable`` a ``ConnectionError``. Imports nothing but the standard
+library, so every layer can raise these.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from difflib import get_close_matches
 
 __all__ = [
+    "AuthError",
+    "BadMessage",
     "ConfigError",
+    "Conflict",
+    "CronError",
     "DispatchError",
     "DuplicateTask",
+    "DurationError",
+    "ExportError",
+    "ImportProblem",
+    "InvalidRequest",
     "JobkitError",
+    "MailUnavailable",
     "PayloadError",
+    "PeriodiqError",
     "Problem",
+    "ScheduleError",
     "SettingsError",
     "SkipRetry",
     "TaskNotFound",
     "TaskStateError",
+    "TemplateError",
     "UnknownQueue",
     "UnknownTask",
+    "UsageError",
+    "WebhookUnavailable",
+    "did_you_mean",
 ]
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``did you mean 'x'?`` for the closest of ``choices``, or "" when none is close."""
+    close = get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else ""
 
 
 class JobkitError(Exception):
     """Something went wrong in jobkit."""
 
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or (self.__doc__ or "").strip())
+    def __init__(self, message: str | None = None, hint: str = "") -> None:
+        #: What is wrong, without the hint.
+        self.message = message or (self.__doc__ or "").strip()
+        #: How to fix it ("did you mean ...", an example); empty when there is nothing to add.
+        self.hint = hint
+        super().__init__(self.message)
 
 
-class SkipRetry(Exception):
+class SkipRetry(JobkitError):
     """A permanent failure: the task is archived at once, with no retry."""
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or (self.__doc__ or "").strip())
 
 
 @dataclass(frozen=True, order=True)
@@ -51,6 +80,7 @@ class Problem:
         return f"{text} ({self.hint})" if self.hint else text
 
 
+# -- configuration ---------------------------------------------------------------------------------------------------
 class ConfigError(JobkitError):
     """The configuration has problems; fix each one listed."""
 
@@ -63,6 +93,28 @@ class SettingsError(JobkitError):
     """An environment variable has a value jobkit cannot use."""
 
 
+class DurationError(JobkitError, ValueError):
+    """Not a duration: write a number with a unit, like 250ms, 30s, 5m, 1h30m or 1d."""
+
+
+class CronError(JobkitError, ValueError):
+    """A schedule spec that jobkit refuses."""
+
+    def __init__(self, message: str, hint: str = "", offset: int = 0) -> None:
+        super().__init__(message, hint)
+        #: Where in the spec text the problem starts (0-based), so a file error can point at the field.
+        self.offset = offset
+
+
+class TemplateError(JobkitError, ValueError):
+    """A payload template refers to something that is not there."""
+
+
+class ImportProblem(JobkitError):
+    """A handler or exception named in jobs.yaml cannot be imported."""
+
+
+# -- dispatching -----------------------------------------------------------------------------------------------------
 class DispatchError(JobkitError):
     """The task cannot be dispatched as asked."""
 
@@ -88,9 +140,51 @@ class PayloadError(DispatchError):
     """The payload does not fit the task's handler."""
 
 
+class ScheduleError(DispatchError):
+    """The schedule cannot be created as asked."""
+
+
+class PeriodiqError(JobkitError):
+    """A periodiq actor cannot be scheduled by jobkit."""
+
+
+# -- inspecting and operating ----------------------------------------------------------------------------------------
 class TaskNotFound(JobkitError):
     """No task with that id in that queue (it may have been deleted, or its retention ran out)."""
 
 
 class TaskStateError(JobkitError):
     """The operation is not allowed in the task's current state."""
+
+
+class AuthError(JobkitError):
+    """The bearer token is missing or not valid."""
+
+
+class InvalidRequest(JobkitError):
+    """Well-formed input the service cannot act on (a payload field the task does not take, a bad duration)."""
+
+
+class Conflict(JobkitError):
+    """The operation is not allowed in the current state."""
+
+
+class UsageError(JobkitError):
+    """A value on the command line cannot be used."""
+
+
+# -- built-in tasks --------------------------------------------------------------------------------------------------
+class ExportError(JobkitError, ValueError):
+    """The export cannot run as asked; retrying will not help."""
+
+
+class BadMessage(JobkitError, ValueError):
+    """The message can never be sent as it is (retrying will not help)."""
+
+
+class MailUnavailable(JobkitError, ConnectionError):
+    """The mail server could not take the message now; a later attempt may succeed."""
+
+
+class WebhookUnavailable(JobkitError, ConnectionError):
+    """The webhook did not take the notification now (5xx, timeout, connection error); a retry may succeed."""

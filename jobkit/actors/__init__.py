@@ -1,24 +1,16 @@
-"""The worker entry point, ``dramatiq jobkit.actors``, and the built-in task handlers (one module per group).
+"""The worker entry point: ``dramatiq jobkit.actors`` (any Dramatiq flag works).
 
-Importing this package only builds the broker (Dramatiq's CLI needs it as the global broker); jobs.yaml is read when
-the worker process boots, so importing ``jobkit.actors.email`` elsewhere has no other side effect.
+Importing this package builds the broker from the environment and jobs.yaml, with every task declared, and makes it
+Dramatiq's global broker (which is how Dramatiq's CLI finds it). The built-in handlers live in
+:mod:`jobkit.builtin`; handler paths written ``jobkit.actors.email:send_email`` (their first name) still resolve
+there (see :mod:`jobkit.config.imports`), without importing this package.
 """
 
 from __future__ import annotations
 
-import sys
-
 import dramatiq
 
-from jobkit.errors import SettingsError
-from jobkit.runtime import ProjectBoot, open_broker
-from jobkit.settings import Settings
+from jobkit.bootstrap import worker_broker
 
-try:
-    _settings = Settings.from_env()
-    broker = open_broker(_settings, extra_middleware=[ProjectBoot(_settings)])
-except SettingsError as _error:
-    print(f"jobkit: {_error}", file=sys.stderr)
-    raise SystemExit(1) from None
-
+broker = worker_broker()
 dramatiq.set_broker(broker)

@@ -13,21 +13,24 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from redis.exceptions import RedisError
 
-from ..auth import AuthError
-from ..errors import DispatchError, DuplicateTask, PayloadError, TaskNotFound, TaskStateError, UnknownQueue, UnknownTask
-from .schemas import DuplicateBody, ErrorBody
+from jobkit.api.schemas import DuplicateBody, ErrorBody
+from jobkit.errors import (
+    AuthError,
+    Conflict,
+    DispatchError,
+    DuplicateTask,
+    InvalidRequest,
+    JobkitError,
+    PayloadError,
+    TaskNotFound,
+    TaskStateError,
+    UnknownQueue,
+    UnknownTask,
+)
 
-__all__ = ["EXCEPTION_HANDLERS", "Conflict", "Unprocessable", "error_response"]
+__all__ = ["EXCEPTION_HANDLERS", "error_response"]
 
 log = logging.getLogger("jobkit.api")
-
-
-class Unprocessable(Exception):
-    """Well-formed input the service cannot act on (a payload field the task does not take, a bad duration)."""
-
-
-class Conflict(Exception):
-    """The operation is not allowed in the current state."""
 
 
 def error_response(status: int, detail: str) -> Response[ErrorBody]:
@@ -58,8 +61,8 @@ def _service(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorB
         return error_response(404, str(exc))
     if isinstance(exc, TaskStateError | Conflict):
         return error_response(409, str(exc))
-    if isinstance(exc, PayloadError | DispatchError | Unprocessable):
-        return error_response(422, str(exc))
+    if isinstance(exc, PayloadError | DispatchError | InvalidRequest | JobkitError):
+        return error_response(422, str(exc))  # any other refusal of a service: the input, not the server
     return _unexpected(request, exc)
 
 
@@ -90,7 +93,8 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     TaskStateError: _service,
     DuplicateTask: _duplicate,
     DispatchError: _service,
-    Unprocessable: _service,
+    InvalidRequest: _service,
+    JobkitError: _service,
     Conflict: _service,
     RedisError: _redis,
     ConnectionError: _redis,

@@ -11,16 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from redis.exceptions import RedisError
 
-from ..client import Client, TaskRef
-from ..durations import DurationError, parse_duration
-from ..errors import TaskNotFound, UnknownQueue, UnknownTask
-from ..health import latest as latest_health
-from ..inspector import Queues, QueueStats, TaskInfo
-from ..jobs import export_payload
-from ..metrics import CONTENT_TYPE, live_workers, render
-from ..scheduler import ScheduleError, ScheduleInfo, Schedules
-from .errors import Conflict, Unprocessable
-from .schemas import (
+from jobkit.api.schemas import (
     DeletedTask,
     DuplicateBody,
     EmailTrigger,
@@ -37,7 +28,6 @@ from .schemas import (
     Retried,
     RetryRequest,
     ScheduleDeleted,
-    ScheduleEntry,
     ScheduleList,
     StatsPage,
     TaskLimits,
@@ -45,14 +35,33 @@ from .schemas import (
     Triggered,
     WorkflowState,
 )
-from .security import BEARER, claims_of, require_role
+from jobkit.api.security import BEARER, claims_of, require_role
+from jobkit.builtin.exports import export_payload
+from jobkit.durations import parse_duration
+from jobkit.engine.messages import DISPATCH_OPTIONS
+from jobkit.errors import (
+    Conflict,
+    DurationError,
+    InvalidRequest,
+    ScheduleError,
+    TaskNotFound,
+    UnknownQueue,
+    UnknownTask,
+)
+from jobkit.scheduling.dynamic import ScheduleInfo, Schedules
+from jobkit.services.client import Client, TaskRef
+from jobkit.services.health import latest as latest_health
+from jobkit.services.metrics import CONTENT_TYPE, live_workers, render
+from jobkit.services.queues import Queues, QueueStats, TaskInfo
+from jobkit.services.system import System
 
 __all__ = ["JobsController", "Services", "health", "metrics"]
 
 State = Literal["pending", "active", "scheduled", "retry", "archived", "completed"]
 #: Reading is open to ``user`` tokens (the dashboard's read-only view); every change needs ``admin``.
 READ = {"role": "user"}
-_DISPATCH_OPTIONS = ("delay", "at", "queue")
+#: What a trigger body may carry besides the payload.
+_TRIGGER_OPTIONS = ("delay", "at", "queue")
 
 
 @dataclass
@@ -62,6 +71,7 @@ class Services:
     client: Client
     queues: Queues
     schedules: Schedules
+    system: System
     secret: str
 
 
@@ -90,20 +100,6 @@ def _services(request: Request[Any, Any, Any]) -> Services:
     return services
 
 
-def _entry(info: ScheduleInfo) -> ScheduleEntry:
-    return ScheduleEntry(
-        info.id,
-        info.task,
-        info.spec,
-        dict(info.payload),
-        info.queue,
-        info.timezone,
-        info.source,
-        info.next_run_at,
-        info.last_run_at,
-    )
-
-
 def _dispatch_options(task: str, body: dict[str, Any]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if (delay := body.get("delay")) is not None:
@@ -112,17 +108,17 @@ def _dispatch_options(task: str, body: dict[str, Any]) -> dict[str, Any]:
                 raise DurationError(f"expected a duration like '5m' or seconds, found {type(delay).__name__}")
             options["delay"] = parse_duration(delay) if isinstance(delay, str) else timedelta(seconds=delay)
         except (DurationError, OverflowError, ValueError) as exc:
-            raise Unprocessable(f"{task}: delay: {exc}") from None
+            raise InvalidRequest(f"{task}: delay: {exc}") from None
     if (at := body.get("at")) is not None:
         try:
             options["at"] = datetime.fromisoformat(at) if isinstance(at, str) else None
         except ValueError:
             options["at"] = None
         if options["at"] is None:
-            raise Unprocessable(f"{task}: at: expected an ISO time like 2026-01-31T09:00:00+00:00, found {at!r}")
+            raise InvalidRequest(f"{task}: at: expected an ISO time like 2026-01-31T09:00:00+00:00, found {at!r}")
     if (queue := body.get("queue")) is not None:
         if not isinstance(queue, str):
-            raise Unprocessable(f"{task}: queue: expected a queue name, found {type(queue).__name__}")
+            raise InvalidRequest(f"{task}: queue: expected a queue name, found {type(queue).__name__}")
         options["queue"] = queue
     return options
 
@@ -132,7 +128,7 @@ async def _dispatch(services: Services, task: str, payload: dict[str, Any], opti
     try:
         return await services.client.dispatch_async(task, **options, **payload)
     except UnknownQueue as exc:  # in a body, an unknown queue is bad input rather than a missing resource
-        raise Unprocessable(f"queue: {exc}") from None
+        raise InvalidRequest(f"queue: {exc}") from None
 
 
 class JobsController(Controller):
@@ -185,12 +181,12 @@ class JobsController(Controller):
         own: int | str = int(claims.sub) if claims.sub.isdigit() else claims.sub
         if claims.role != "admin":
             if user_id is not None and str(user_id) != claims.sub:
-                raise Unprocessable(f"user_id: a user token exports for its own user ({claims.sub!r}) only")
+                raise InvalidRequest(f"user_id: a user token exports for its own user ({claims.sub!r}) only")
             user_id = own
         elif user_id is None:
             user_id = data.params.get("user_id", own)
         payload = export_payload(
-            services.client, user_id, data.export_type, data.export, data.params, data.filename
+            services.client.project, user_id, data.export_type, data.export, data.params, data.filename
         )  # 422 on a bad one
         filename = payload["filename"]
         ref = await _dispatch(services, "export:process", payload, {})
@@ -215,7 +211,10 @@ class JobsController(Controller):
         spec = services.client.task_spec(task)
         if not spec.api:
             raise UnknownTask(f"task {task!r} cannot be triggered through the API (declare it with api: true)")
-        payload = {k: v for k, v in data.items() if k not in _DISPATCH_OPTIONS}
+        reserved = sorted(set(data) & (set(DISPATCH_OPTIONS) - set(_TRIGGER_OPTIONS)))
+        if reserved:
+            raise InvalidRequest(f"{reserved[0]}: a dispatch option the API does not take; it is not a payload field")
+        payload = {k: v for k, v in data.items() if k not in _TRIGGER_OPTIONS}
         ref = await _dispatch(services, task, payload, _dispatch_options(task, data))
         return Triggered(f"{task} queued successfully", "queued", ref.id, ref.task, ref.queue)
 
@@ -278,14 +277,14 @@ class JobsController(Controller):
     @get("/schedules", sync_to_thread=True, opt=READ, responses=_errors())
     def schedules(self, request: Request[Any, Any, Any]) -> ScheduleList:
         """Every entry (schedules.yaml, periodiq, API) with its next run time, soonest first."""
-        return ScheduleList([_entry(info) for info in _services(request).schedules.list()])
+        return ScheduleList(_services(request).schedules.list())
 
     @post("/schedules", status_code=201, sync_to_thread=True, responses=_errors(400, 404, 422))
-    def add_schedule(self, request: Request[Any, Any, Any], data: JSONBody[NewSchedule]) -> ScheduleEntry:
+    def add_schedule(self, request: Request[Any, Any, Any], data: JSONBody[NewSchedule]) -> ScheduleInfo:
         """Create a one-time (``at``) or recurring (``every`` or ``cron``) entry."""
         schedules = _services(request).schedules
         if sum(value is not None for value in (data.at, data.every, data.cron)) != 1:
-            raise Unprocessable("at, every, cron: give exactly one of them")
+            raise InvalidRequest("at, every, cron: give exactly one of them")
         if data.at is not None:
             entry_id = schedules.once(data.task, data.payload, data.at, queue=data.queue)
         else:
@@ -294,7 +293,7 @@ class JobsController(Controller):
             )
         for info in schedules.list():
             if info.id == entry_id:
-                return _entry(info)
+                return info
         raise TaskNotFound(f"schedule {entry_id!r} fired and was removed already")  # pragma: no cover
 
     @delete("/schedules/{entry_id:str}", status_code=200, sync_to_thread=True, responses=_errors(404, 409))

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from ..inspector import QueueStats, TaskInfo
+from jobkit.scheduling.dynamic import ScheduleInfo
+from jobkit.services.queues import QueueStats, TaskInfo
 
 __all__ = [
     "DeletedTask",
@@ -29,7 +30,7 @@ __all__ = [
     "Retried",
     "RetryRequest",
     "ScheduleDeleted",
-    "ScheduleEntry",
+    "ScheduleInfo",
     "ScheduleList",
     "StatsPage",
     "TaskInfo",
@@ -156,22 +157,8 @@ class Retried:
 
 
 @dataclass
-class ScheduleEntry:
-    id: str
-    task: str
-    spec: str
-    payload: dict[str, Any]
-    queue: str | None
-    timezone: str
-    source: str
-    next_run_at: datetime | None
-    last_run_at: datetime | None = None
-    """The nominal time of the entry's latest fire (null before the first)."""
-
-
-@dataclass
 class ScheduleList:
-    schedules: list[ScheduleEntry]
+    schedules: list[ScheduleInfo]
 
 
 @dataclass

@@ -8,7 +8,8 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from ..auth import AuthError, Claims, verify_token
+from jobkit.errors import AuthError
+from jobkit.services.auth import Claims, verify_token
 
 __all__ = ["BEARER", "claims_of", "require_role"]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from litestar import Controller, Request, get
 
-from ..system import RedisInfo, System, WorkerStatus
-from .security import BEARER, require_role
+from jobkit.api.security import BEARER, require_role
+from jobkit.services.system import RedisInfo, System, WorkerStatus
 
 __all__ = ["SYSTEM_ROUTES", "SystemController"]
 
@@ -19,8 +19,8 @@ class WorkerList:
 
 
 def _system(request: Request[Any, Any, Any]) -> System:
-    client = request.app.state.services.client
-    return System(client.broker.client, client.settings.namespace)
+    system: System = request.app.state.services.system
+    return system
 
 
 class SystemController(Controller):

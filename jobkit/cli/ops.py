@@ -1,0 +1,165 @@
+"""The operator commands of ``jobkit``: stats, pause, resume, tasks, task, retry, delete, token, api.
+
+Each calls the same service layer as the REST API (``Queues``, ``mint_token``) and prints for a person (a rich
+table) or, with ``--json``, for a script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from jobkit.bootstrap import open_client
+from jobkit.config.settings import Settings
+from jobkit.durations import parse_duration
+from jobkit.errors import DurationError, UsageError
+from jobkit.services.auth import load_secret, mint_token
+from jobkit.services.queues import Queues
+
+__all__ = ["add_commands"]
+
+
+def _queues() -> Queues:
+    return Queues(open_client())
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False))
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    stats = _queues().all_stats()
+    if args.json:
+        _print_json({"queues": [s.to_dict() for s in stats]})
+        return 0
+    table = Table(title="jobkit queues", title_justify="left")
+    for column in ("queue", "state", "pending", "active", "scheduled", "retry", "archived", "completed", "latency"):
+        table.add_column(column, justify="left" if column in ("queue", "state") else "right", no_wrap=True)
+    table.add_column("today ok/failed", justify="right")
+    for s in stats:
+        state = "[yellow]paused[/yellow]" if s.paused else "[green]running[/green]"
+        retry = f"[yellow]{s.retry}[/yellow]" if s.retry else "0"
+        archived = f"[red]{s.archived}[/red]" if s.archived else "0"
+        latency = f"{s.latency_ms / 1000:.1f}s" if s.latency_ms >= 1000 else f"{s.latency_ms}ms"
+        table.add_row(
+            s.queue, state, str(s.pending), str(s.active), str(s.scheduled), retry, archived, str(s.completed),
+            latency, f"{s.processed - s.failed}/{s.failed}",
+        )  # fmt: skip
+    # A pipe or a log has no width to fit: keep every column whole there instead of Rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    _queues().pause(args.queue)
+    print(f"queue {args.queue} paused")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    _queues().resume(args.queue)
+    print(f"queue {args.queue} resumed")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    total, infos = _queues().tasks(args.queue, args.state, args.page, args.size)
+    if args.json:
+        _print_json({"queue": args.queue, "state": args.state, "total": total, "tasks": [i.to_dict() for i in infos]})
+        return 0
+    table = Table(title=f"{args.queue}: {total} {args.state} (page {args.page})", title_justify="left")
+    for column in ("id", "task", "retried", "next run", "last error"):
+        table.add_column(column, overflow="fold")
+    for info in infos:
+        retried = f"{info.retried}/{info.max_retries}"
+        table.add_row(info.id, info.task, retried, info.next_process_at or "-", info.last_error or "")
+    # A pipe or a log has no width to fit: keep every column whole there instead of Rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    return 0
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    _print_json(_queues().task(args.queue, args.task_id).to_dict())
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    state = _queues().retry(args.queue, args.task_id)
+    print(f"task {args.task_id} ({state}) runs now")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    state = _queues().delete(args.queue, args.task_id)
+    print(f"task {args.task_id} ({state}) deleted")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    try:
+        ttl = parse_duration(args.ttl)
+    except DurationError as exc:
+        raise UsageError(f"--ttl: {exc}") from None
+    secret = load_secret(Settings.from_env())
+    if secret is None:
+        raise UsageError("no secret to sign with: set JOBKIT_SECRET, or run `jobkit up` once (it creates one)")
+    print(mint_token(secret, args.sub, args.role, ttl))
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from jobkit.api import create_app  # Litestar is loaded only by the command that serves it
+
+    settings = Settings.from_env()
+    host, port = args.host or settings.api_host, args.port or settings.api_port
+    app = create_app(settings)
+    print(f"jobkit api: http://{host}:{port} (OpenAPI at /schema)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    stats = sub.add_parser("stats", help="the queue table")
+    stats.add_argument("--json", action="store_true", help="print JSON (the API's /api/jobs/stats answer)")
+    stats.set_defaults(func=cmd_stats)
+    for name, func, text in (("pause", cmd_pause, "pause a queue"), ("resume", cmd_resume, "resume a queue")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("queue")
+        command.set_defaults(func=func)
+    tasks = sub.add_parser("tasks", help="list a queue's tasks in one state")
+    tasks.add_argument("queue")
+    tasks.add_argument(
+        "--state", default="pending", choices=("pending", "active", "scheduled", "retry", "archived", "completed")
+    )
+    tasks.add_argument("--page", type=int, default=1)
+    tasks.add_argument("--size", type=int, default=20)
+    tasks.add_argument("--json", action="store_true")
+    tasks.set_defaults(func=cmd_tasks)
+    for name, func, text in (
+        ("task", cmd_task, "one task as JSON"),
+        ("retry", cmd_retry, "run a scheduled, retry or archived task now"),
+        ("delete", cmd_delete, "delete a task that is not running"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("queue")
+        command.add_argument("task_id")
+        command.set_defaults(func=func)
+    token = sub.add_parser("token", help="mint an API bearer token")
+    token.add_argument("--sub", required=True, help="who holds the token")
+    token.add_argument("--role", required=True, choices=("admin", "user"))
+    token.add_argument("--ttl", default="1h", help="how long it is valid (1h)")
+    token.set_defaults(func=cmd_token)
+    api = sub.add_parser("api", help="serve the REST API and dashboard (127.0.0.1:8000 by default)")
+    api.add_argument("--host", help="JOBKIT_API_HOST (127.0.0.1)")
+    api.add_argument("--port", type=int, help="JOBKIT_API_PORT (8000)")
+    api.set_defaults(func=cmd_api)

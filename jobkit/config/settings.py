@@ -1,0 +1,214 @@
+"""Settings from the environment and a ``.env`` file in the working directory (the environment wins)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote, urlsplit
+
+from dotenv import dotenv_values
+
+from jobkit.errors import SettingsError
+
+__all__ = ["Settings"]
+
+_NAMESPACE = re.compile(r"[a-zA-Z0-9_.-]+")
+# The embedded Redis listens on a socket in the data dir; its path must fit sun_path (108 bytes on Linux).
+_MAX_SOCKET_PATH = 100
+# A bare address or `Name <address>`; the mail module checks addresses in detail.
+_MAIL_FROM = re.compile(r"(?:[^<>\r\n]*<)?[^@\s<>]+@[^@\s<>]+>?")
+_SMTP_TLS = {"starttls": "starttls", "true": "starttls", "tls": "tls", "ssl": "tls", "none": "none", "false": "none"}
+
+MailMailer = Literal["smtp", "file"]
+SmtpTls = Literal["starttls", "tls", "none"]
+
+
+def _port(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SettingsError(f"{name}={raw!r}: expected a port number between 1 and 65535")
+    return int(raw)
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name}={env[name]!r}: expected true or false")
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("DATABASE_URL", "").strip()
+    if not url:
+        return None
+    if not url.startswith("sqlite:///") or url == "sqlite:///":
+        parts = urlsplit(url)
+        shown = url.replace(f":{parts.password}@", ":***@") if parts.password else url
+        raise SettingsError(
+            f"DATABASE_URL={shown!r}: expected a SQLite URL like sqlite:///var/app.db (relative) "
+            "or sqlite:////srv/app.db (absolute)"
+        )
+    return url
+
+
+def _cleanup_roots(env: Mapping[str, str]) -> tuple[Path, ...]:
+    roots = tuple(Path(item.strip()) for item in env.get("JOBKIT_CLEANUP_ROOTS", "").split(",") if item.strip())
+    for root in roots:
+        resolved = root.resolve()
+        if resolved == resolved.parent or resolved == Path.home().resolve():
+            raise SettingsError(
+                f"JOBKIT_CLEANUP_ROOTS={env['JOBKIT_CLEANUP_ROOTS']!r}: {str(root)!r} is too broad to clean; "
+                "name directories that hold only generated files, like var/exports"
+            )
+    return roots
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password
+    """``REDIS_URL``, or built from ``REDIS_HOST``/``PORT``/``PASSWORD``/``DB``; None means the embedded Redis."""
+    sentinels: tuple[tuple[str, int], ...] = ()
+    """``REDIS_SENTINELS`` as ``host:port,host:port``; used with ``REDIS_SENTINEL_MASTER``."""
+    sentinel_master: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    jobs_path: Path = Path("jobs.yaml")
+    schedules_path: Path = Path("schedules.yaml")
+    data_dir: Path = Path("var")
+    namespace: str = "jobkit"
+    """Prefix of every Redis key (``JOBKIT_NAMESPACE``), so several deployments can share one Redis."""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    secret: str | None = field(default=None, repr=False)
+    mail_mailer: MailMailer = "file"
+    """``MAIL_MAILER``: ``smtp`` sends through ``SMTP_HOST``; ``file`` writes .eml files under ``data_dir/mail``."""
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    """``SMTP_PORT``; 587 by default, 465 when ``SMTP_TLS=tls``."""
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_tls: SmtpTls = "starttls"
+    """``SMTP_TLS``: ``starttls`` (upgrade a plain connection), ``tls`` (TLS from the start) or ``none``."""
+    mail_from: str = "jobkit@localhost"
+    database_url: str | None = field(default=None, repr=False)
+    """``DATABASE_URL`` for exports (``sqlite:///path``); None means ``data_dir/app.db``."""
+    webhook_secret: str | None = field(default=None, repr=False)
+    """``WEBHOOK_SECRET``: key of the HMAC-SHA256 signature on webhook notifications."""
+    cleanup_roots: tuple[Path, ...] = ()
+    """``JOBKIT_CLEANUP_ROOTS`` (comma-separated); empty means exports, reports and mail under the data dir."""
+    log_successes: bool = False
+    """``JOBKIT_LOG_SUCCESS``: log each task that succeeds at INFO (else DEBUG; failures are always logged)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: str | Path | None = ".env") -> Settings:
+        values: dict[str, str] = {}
+        if dotenv is not None and Path(dotenv).is_file():
+            values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+        values.update(os.environ if environ is None else environ)
+        return cls._from_mapping(values)
+
+    @classmethod
+    def _from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        redis_url = env.get("REDIS_URL", "").strip() or None
+        if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"REDIS_URL={redis_url!r}: expected redis://, rediss:// or unix://")
+        if redis_url is None and env.get("REDIS_HOST", "").strip():
+            host = env["REDIS_HOST"].strip()
+            port = _port(env, "REDIS_PORT", 6379)
+            db = env.get("REDIS_DB", "0").strip() or "0"
+            if not db.isdigit():
+                raise SettingsError(f"REDIS_DB={db!r}: expected a database number like 0")
+            password = env.get("REDIS_PASSWORD", "")
+            auth = f":{quote(password, safe='')}@" if password else ""
+            redis_url = f"redis://{auth}{host}:{port}/{db}"
+
+        sentinels: list[tuple[str, int]] = []
+        for item in filter(None, (s.strip() for s in env.get("REDIS_SENTINELS", "").split(","))):
+            host, _, port_text = item.rpartition(":")
+            if not host or not port_text.isdigit():
+                raise SettingsError(f"REDIS_SENTINELS={env['REDIS_SENTINELS']!r}: expected host:port[,host:port...]")
+            sentinels.append((host, int(port_text)))
+        master = env.get("REDIS_SENTINEL_MASTER", "").strip() or None
+        if sentinels and not master:
+            raise SettingsError("REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not: name the master to use")
+
+        namespace = env.get("JOBKIT_NAMESPACE", "jobkit").strip() or "jobkit"
+        if not _NAMESPACE.fullmatch(namespace):
+            raise SettingsError(f"JOBKIT_NAMESPACE={namespace!r}: use letters, digits, '_', '-' and '.'")
+        api_host = env.get("JOBKIT_API_HOST", "127.0.0.1").strip() or "127.0.0.1"
+        mailer = env.get("MAIL_MAILER", "file").strip().lower() or "file"
+        if mailer not in ("smtp", "file"):
+            raise SettingsError(f"MAIL_MAILER={mailer!r}: expected smtp or file")
+        tls_text = env.get("SMTP_TLS", "starttls").strip().lower() or "starttls"
+        if tls_text not in _SMTP_TLS:
+            raise SettingsError(f"SMTP_TLS={tls_text!r}: expected starttls, tls or none")
+        smtp_tls: SmtpTls = _SMTP_TLS[tls_text]  # type: ignore[assignment]
+        mail_from = env.get("MAIL_FROM", "").strip() or "jobkit@localhost"
+        if not _MAIL_FROM.fullmatch(mail_from):
+            raise SettingsError(f"MAIL_FROM={mail_from!r}: expected an address like noreply@example.com")
+        return cls(
+            redis_url=redis_url,
+            sentinels=tuple(sentinels),
+            sentinel_master=master,
+            sentinel_password=env.get("REDIS_PASSWORD") or None if sentinels else None,
+            jobs_path=Path(env.get("JOBKIT_JOBS", "").strip() or "jobs.yaml"),
+            schedules_path=Path(env.get("JOBKIT_SCHEDULES", "").strip() or "schedules.yaml"),
+            data_dir=Path(env.get("JOBKIT_DATA_DIR", "").strip() or "var"),
+            namespace=namespace,
+            api_host=api_host,
+            api_port=_port(env, "JOBKIT_API_PORT", 8000),
+            secret=env.get("JOBKIT_SECRET") or None,
+            mail_mailer="smtp" if mailer == "smtp" else "file",
+            smtp_host=env.get("SMTP_HOST", "").strip() or "localhost",
+            smtp_port=_port(env, "SMTP_PORT", 465 if smtp_tls == "tls" else 587),
+            smtp_username=env.get("SMTP_USERNAME", "").strip() or None,
+            smtp_password=env.get("SMTP_PASSWORD") or None,
+            smtp_tls=smtp_tls,
+            mail_from=mail_from,
+            database_url=_database_url(env),
+            webhook_secret=env.get("WEBHOOK_SECRET") or None,
+            cleanup_roots=_cleanup_roots(env),
+            log_successes=_flag(env, "JOBKIT_LOG_SUCCESS"),
+        )
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file exports read: ``DATABASE_URL``'s path, or ``data_dir/app.db``."""
+        if self.database_url is None:
+            return self.data_dir / "app.db"
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+    @property
+    def cleanup_dirs(self) -> tuple[Path, ...]:
+        """The directories ``cleanup:old_files`` may delete from."""
+        if self.cleanup_roots:
+            return self.cleanup_roots
+        return tuple(self.data_dir / name for name in ("exports", "reports", "mail"))
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis is configured: ``jobkit up`` runs one in the data dir."""
+        return self.redis_url is None and not self.sentinels
+
+    @property
+    def embedded_socket(self) -> Path:
+        path = self.data_dir.resolve() / "redis.sock"
+        if len(str(path)) > _MAX_SOCKET_PATH:
+            raise SettingsError(
+                f"JOBKIT_DATA_DIR={str(self.data_dir)!r}: the embedded Redis socket path {str(path)!r} is too long "
+                f"for a Unix socket (at most {_MAX_SOCKET_PATH} characters); choose a shorter data dir or set REDIS_URL"
+            )
+        return path
+
+    def effective_redis_url(self) -> str:
+        """Where clients connect: ``REDIS_URL`` or the embedded Redis's socket."""
+        if self.redis_url:
+            return self.redis_url
+        return f"unix://{self.embedded_socket}"

@@ -1,0 +1,60 @@
+"""jobs.yaml's tasks as Dramatiq actors on a broker: one actor per task, options from the task's policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import dramatiq
+
+from jobkit.config.imports import import_exception
+from jobkit.config.model import Project, TaskSpec
+from jobkit.engine.broker import JobkitBroker
+from jobkit.engine.middleware.flow_control import CONCURRENCY_OPTION, RATE_OPTION
+from jobkit.errors import SkipRetry
+
+__all__ = ["declare_project", "declare_task"]
+
+
+def _ms(value: timedelta) -> int:
+    return int(value.total_seconds() * 1000)
+
+
+def declare_task(broker: JobkitBroker, task: TaskSpec, fn: Callable[..., Any]) -> dramatiq.Actor[..., Any]:
+    """The actor of ``task``, running ``fn`` (the handler, with any services it needs already bound)."""
+    skip = tuple(import_exception(name) for name in task.retry.skip_retry_on)
+    only = tuple(import_exception(name) for name in task.retry.retry_on)
+    rate = (task.rate_limit.count, _ms(task.rate_limit.per)) if task.rate_limit is not None else None
+    return dramatiq.Actor(
+        fn,
+        broker=broker,
+        actor_name=task.name,
+        queue_name=task.queue,
+        priority=0,
+        options={
+            "max_retries": task.retry.max_retries,
+            "min_backoff": _ms(task.retry.backoff_min),
+            "max_backoff": _ms(task.retry.backoff_max),
+            "time_limit": _ms(task.timeout),
+            "retention": _ms(task.retention),
+            "retry_on": only,
+            "skip_retry_on": skip,
+            # Dramatiq logs these at info level instead of as unhandled errors.
+            "throws": (SkipRetry, *skip),
+            RATE_OPTION: rate,
+            CONCURRENCY_OPTION: task.concurrency,
+        },
+    )
+
+
+def declare_project(
+    broker: JobkitBroker, project: Project, handler_for: Callable[[TaskSpec], Callable[..., Any]]
+) -> None:
+    """Every queue (so workers consume it even before a task uses it) and one actor per task; ``handler_for`` gives
+    the callable each task's actor runs."""
+    for name in project.queue_names():
+        broker.declare_queue(name)
+    for task in project.tasks.values():
+        if task.name not in broker.actors:
+            declare_task(broker, task, handler_for(task))

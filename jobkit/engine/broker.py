@@ -1,0 +1,431 @@
+"""The Redis broker jobkit runs on: Dramatiq's ``RedisBroker`` with jobkit's ``broker`` Lua script.
+
+What changes against the stock broker, each inside the one round trip Dramatiq already makes per message:
+
+- delayed tasks and retries wait in Redis sorted sets (``<queue>.scheduled`` / ``<queue>.retry``), not in worker
+  memory; every fetch forwards the due ones, so a delay can be any length and survives worker restarts;
+- an enqueue can carry claims (a unique task's lock, a scheduler's fire claim) taken in the same step;
+- the dead-letter set keeps the message as its final attempt ended (with that attempt's error), trimmed by age and
+  size;
+- orphan recovery (tasks held by a worker whose heartbeat stopped) runs on a timer, and a worker sends heartbeats
+  even while all its threads are busy, so a long task never makes a live worker look dead;
+- a worker that is stopped hard hands everything it held straight back (``release``).
+
+Everything the broker needs is passed to its constructor: the Redis client, the key layout, and (in a worker) the
+:class:`~jobkit.engine.work_queue.WorkQueue` that orders work across queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import uuid4
+
+import redis
+from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis
+from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
+from dramatiq.middleware import Middleware, MiddlewareError
+
+from jobkit.config.model import DEFAULT_RETENTION
+from jobkit.engine.messages import UNIQUE_OPTION, Claim, Outgoing, Refused
+from jobkit.engine.work_queue import WorkQueue
+from jobkit.store.connection import async_twin
+from jobkit.store.keys import Keys
+from jobkit.store.scripts import Scripts, script_source
+
+__all__ = ["DEAD_MAX", "DEAD_TTL_MS", "HEARTBEAT_TIMEOUT_MS", "JobkitBroker", "JobkitConsumer"]
+
+#: A worker whose last heartbeat is older than this is dead; its unfinished tasks run again elsewhere.
+HEARTBEAT_TIMEOUT_MS = 15_000
+#: Archived (dead) tasks are kept this long and at most this many per queue (Asynq's defaults).
+DEAD_TTL_MS = 90 * 86_400_000
+DEAD_MAX = 10_000
+#: Commands a client sends (dispatch, scheduler); everything else comes from a worker.
+_CLIENT_COMMANDS = frozenset({"enqueue", "schedule"})
+#: How often each consumer runs maintenance (orphan recovery, dead-letter trimming) along with a fetch.
+MAINTENANCE_INTERVAL_S = 5.0
+#: The longest an idle consumer sleeps between fetches; a due delayed task wakes it earlier.
+IDLE_POLL_MAX_S = 0.2
+#: How often a consumer whose slots are all taken still talks to Redis (heartbeat, pause flag).
+BUSY_POLL_S = 0.25
+#: A start marker waits at most this long for another call to ride along with.
+START_FLUSH_S = 0.05
+_DEFAULT_RETENTION_MS = int(DEFAULT_RETENTION.total_seconds() * 1000)
+
+
+class JobkitBroker(RedisBroker):
+    """Dramatiq's Redis broker with jobkit's keys and script; ``dramatiq`` CLI and middleware work unchanged."""
+
+    def __init__(
+        self,
+        *,
+        client: redis.Redis,
+        keys: Keys,
+        middleware: list[Middleware] | None = None,
+        work_queue: WorkQueue | None = None,
+        heartbeat_timeout: int = HEARTBEAT_TIMEOUT_MS,
+        maintenance_interval: float = MAINTENANCE_INTERVAL_S,
+        dead_message_ttl: int = DEAD_TTL_MS,
+        dead_max: int = DEAD_MAX,
+    ) -> None:
+        self._hooks: dict[str, list[Any]] = {}  # before super(): it adds the middleware
+        #: Start markers not sent yet: (queue, rid, when); they ride along with the next call to Redis.
+        self.started: deque[tuple[str, str, float]] = deque()
+        self._batcher: _Batcher | None = None
+        self._no_async = False
+        super().__init__(
+            client=client,
+            namespace=keys.namespace,
+            middleware=middleware,
+            heartbeat_timeout=heartbeat_timeout,
+            dead_message_ttl=dead_message_ttl,
+        )
+        self.keys = keys
+        self.lua = Scripts(client, keys)
+        #: Where a worker's threads take work from; a consumer hands a paused queue's prefetched messages back from it.
+        self.work_queue = work_queue
+        #: Seconds between a consumer's maintenance passes (orphan recovery, trimming), riding along with a fetch.
+        self.maintenance_interval = maintenance_interval
+        self.dead_max = dead_max
+
+    # Dramatiq calls every middleware's hook for every signal, most of them the base class's no-op. jobkit runs a
+    # dozen middleware, so per message it calls only the hooks a middleware defines (same order, same errors).
+    def _hooks_for(self, signal: str) -> list[Any]:
+        hooks = self._hooks.get(signal)
+        if hooks is None:
+            base = getattr(Middleware, signal, None)
+            hooks = [getattr(m, signal) for m in self.middleware if getattr(type(m), signal, None) is not base]
+            self._hooks[signal] = hooks
+        return hooks
+
+    def add_middleware(self, middleware: Middleware, **placement: Any) -> None:
+        super().add_middleware(middleware, **placement)
+        self._hooks.clear()
+
+    def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        for hook in self._hooks_for("before_" + signal):
+            try:
+                hook(self, *args, **kwargs)
+            except MiddlewareError:
+                raise
+            except Exception:
+                self.logger.critical("Unexpected failure in before_%s of %r.", signal, hook.__self__, exc_info=True)
+
+    def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        for hook in reversed(self._hooks_for("after_" + signal)):
+            try:
+                hook(self, *args, **kwargs)
+            except Exception:
+                self.logger.critical("Unexpected failure in after_%s of %r.", signal, hook.__self__, exc_info=True)
+
+    @property
+    def consumer_class(self) -> type[JobkitConsumer]:
+        return JobkitConsumer
+
+    def declare_queue(self, queue_name: str) -> None:
+        # No ``<queue>.DQ`` delay queue: delayed messages live in Redis sorted sets instead of worker memory.
+        if queue_name not in self.queues:
+            self.emit_before("declare_queue", queue_name)
+            self.queues.add(queue_name)
+            self.emit_after("declare_queue", queue_name)
+
+    # -- enqueueing ------------------------------------------------------------------------------------------------
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        """Enqueue ``message`` now, or after ``delay`` milliseconds (any length: it waits in Redis). Dramatiq's own
+        path (``actor.send``), and re-enqueues of a message that exists already (retries, deferrals)."""
+        sent, refused = self.send(Outgoing(message, delay))
+        assert refused is None  # no claims, nothing to refuse
+        return sent
+
+    def send(self, outgoing: Outgoing) -> tuple[Message[Any], Refused | None]:
+        """Store ``outgoing`` unless one of its claims is held: returns the message as stored, and None or the
+        claim that refused it (then nothing was enqueued)."""
+        message, command, args = self._prepare(outgoing)
+        result = self._call(command, message.queue_name, args)
+        return self._sent(outgoing, message, result)
+
+    async def send_async(self, outgoing: Outgoing) -> tuple[Message[Any], Refused | None]:
+        """:meth:`send` on an asyncio Redis connection, for the API: the event loop serves other requests while
+        Redis answers, and calls of one loop turn share one pipeline."""
+        if self._batcher is None and not self._no_async:
+            twin = async_twin(self.client)
+            if twin is None:
+                self._no_async = True  # e.g. Sentinel: no asyncio twin; the blocking path, off the loop
+            else:
+                self._batcher = _Batcher(twin.register_script(script_source("broker")), [self.namespace])
+        if self._batcher is None:
+            return await asyncio.to_thread(self.send, outgoing)
+        message, command, args = self._prepare(outgoing)
+        result = await self._batcher.call(self._header(command, message.queue_name, args))
+        return self._sent(outgoing, message, result)
+
+    def _prepare(self, outgoing: Outgoing) -> tuple[Message[Any], str, list[Any]]:
+        """The message as it will be stored, and the script command and arguments that store it."""
+        if outgoing.fresh:
+            message = outgoing.message
+            message.options["redis_message_id"] = str(uuid4())
+        else:
+            message = outgoing.message.copy(options={"redis_message_id": str(uuid4())})
+        message.options.pop("eta", None)
+        delay = outgoing.delay_ms
+        self.emit_before("enqueue", message, delay)
+        rid = message.options["redis_message_id"]
+        claims = _claim_args(outgoing.claims)
+        if delay is None or delay <= 0:
+            message.options.pop("jobkit_due", None)
+            return message, "enqueue", [rid, message.encode(), message.message_id, *claims]
+        kind = "retry" if message.options.get("jobkit_retry") else "scheduled"
+        # Rounded up: a task never becomes due before the time asked for.
+        due = math.ceil(time.time() * 1000 + delay)
+        message.options["jobkit_due"] = due  # pending (for latency) from then on
+        return message, "schedule", [rid, message.encode(), message.message_id, due, kind, *claims]
+
+    def _sent(self, outgoing: Outgoing, message: Message[Any], result: Any) -> tuple[Message[Any], Refused | None]:
+        if result == 1:
+            self.emit_after("enqueue", message, outgoing.delay_ms)
+            return message, None
+        index, holder = result
+        holder = holder.decode() if isinstance(holder, bytes) else str(holder)
+        return message, Refused(outgoing.claims[int(index) - 1], holder)
+
+    # -- operations ------------------------------------------------------------------------------------------------
+    def flush(self, queue_name: str) -> None:
+        """Drop every task of a queue, whatever its state (tests and `delete` tooling)."""
+        self.client.delete(*self.keys.queue_keys(queue_name))
+
+    def flush_all(self) -> None:
+        for queue_name in self.queues:
+            self.flush(queue_name)
+
+    def mark_started(self, queue_name: str, rid: str) -> None:
+        """Record that a worker thread began a message; the marker rides along with the next call to Redis."""
+        self.started.append((queue_name, rid, time.monotonic()))
+
+    def _take_started(self) -> str:
+        lines = []
+        while self.started:
+            try:
+                queue_name, rid, _ = self.started.popleft()
+            except IndexError:
+                break
+            lines.append(f"{queue_name}\t{rid}")
+        return "\n".join(lines)
+
+    def oldest_unsent_start(self) -> float | None:
+        try:
+            return self.started[0][2]
+        except IndexError:
+            return None
+
+    def release(self) -> int:
+        """Hand back every task this process holds (running or prefetched) and stop looking alive."""
+        return int(self._call("release", "", []))
+
+    def dead_letters(self, queue_name: str) -> list[Message[Any]]:
+        """The archived messages of a queue, oldest first (each as its final attempt ended)."""
+        found = self.lua.call("queues", "list", current_millis(), queue_name, "archived", 0, -1)
+        return [Message.decode(found[i]) for i in range(len(found) - 1, 2, -3) if found[i]]
+
+    # -- the script ------------------------------------------------------------------------------------------------
+    def _header(self, command: str, queue_name: str, args: list[Any], maintenance: bool = False) -> list[Any]:
+        if command in _CLIENT_COMMANDS:  # an enqueue's short path reads only these (see broker.lua)
+            return [command, "", queue_name, *args]
+        return [
+            command,
+            current_millis(),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            self.dead_max,
+            "1" if maintenance else "0",
+            # Start markers ride along with a worker's own calls only.
+            self._take_started() if self.started else "",
+            *args,
+        ]
+
+    def _call(self, command: str, queue_name: str, args: list[Any], maintenance: bool = False) -> Any:
+        return self.lua.call("broker", *self._header(command, queue_name, args, maintenance))
+
+    def _dispatch(self, command: str) -> Any:
+        # Dramatiq's ``do_<command>`` helpers (``do_requeue``) come through here.
+        def do_dispatch(queue_name: str, *args: Any, maintenance: bool = False) -> Any:
+            return self._call(command, queue_name, list(args), maintenance)
+
+        return do_dispatch
+
+
+def _claim_args(claims: tuple[Claim, ...]) -> list[Any]:
+    if not claims:
+        return []
+    args: list[Any] = [len(claims)]
+    for claim in claims:
+        args += [claim.key, claim.ttl_ms]
+    return args
+
+
+class _Batcher:
+    """Sends the script calls that arrive in one turn of the event loop as one pipeline: under load, one write and
+    one read serve many API requests instead of one each."""
+
+    def __init__(self, script: Any, keys: list[str]) -> None:
+        self.script = script
+        self.keys = keys
+        self.waiting: list[tuple[list[Any], asyncio.Future[Any]]] = []
+
+    async def call(self, args: list[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.waiting.append((args, future))
+        if len(self.waiting) == 1:
+            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+        return await future
+
+    async def _flush(self) -> None:
+        batch, self.waiting = self.waiting, []
+        try:
+            pipe = self.script.registered_client.pipeline(transaction=False)
+            for args, _ in batch:
+                await self.script(keys=self.keys, args=args, client=pipe)
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # the connection failed: every call in the batch sees it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+
+class JobkitConsumer(Consumer):
+    """Fetches from one queue: prefetch-bounded, heartbeating while busy, sleeping until the next due task, and
+    handing prefetched messages back as soon as it learns that its queue is paused."""
+
+    def __init__(self, broker: JobkitBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        self.broker = broker
+        self.queue_name = queue_name
+        self.prefetch = prefetch
+        self.timeout = timeout
+        self.message_cache: list[bytes] = []
+        self.queued_message_ids: set[str] = set()
+        self.misses = 0
+        self.last_call = 0.0
+        self.last_maintenance = 0.0
+        self.paused = False
+        # Set when a worker thread finishes one of this queue's messages: a full consumer refills at once.
+        self.slot_freed = threading.Event()
+
+    def _call(self, command: str, *args: Any, maintenance: bool = False) -> Any:
+        return self.broker._call(command, self.queue_name, list(args), maintenance)
+
+    @property
+    def outstanding_message_count(self) -> int:
+        return len(self.queued_message_ids) + len(self.message_cache)
+
+    def ack(self, message: MessageProxy) -> None:
+        options = message.options
+        with self._settling(message):
+            if options.get("jobkit_deferred"):
+                # A rate or concurrency limit deferred this attempt (re-enqueued with a delay, never run): neither
+                # counted as processed nor recorded as completed.
+                self._call("ack", options["redis_message_id"], message.message_id, "deferred", 0, "")
+            elif message._exception is not None:  # this attempt failed and a retry is already enqueued
+                self._call("ack", options["redis_message_id"], message.message_id, "retry", 0, "")
+            else:
+                retention = self._retention(message)
+                completed = b""
+                if retention > 0:
+                    options["completed_at"] = current_millis()
+                    completed = message.encode()
+                unique = options.get(UNIQUE_OPTION, "")  # its lock ends in the same call
+                self._call("ack", options["redis_message_id"], message.message_id, "ok", retention, completed, unique)
+
+    def nack(self, message: MessageProxy) -> None:
+        options = message.options
+        with self._settling(message):
+            unique = options.get(UNIQUE_OPTION, "")  # an archived task's lock ends in the same call
+            self._call("nack", options["redis_message_id"], message.encode(), unique, message.message_id)
+
+    @contextmanager
+    def _settling(self, message: MessageProxy) -> Iterator[None]:
+        """Around an ack or a nack: a lost connection is Dramatiq's ConnectionClosed, and the slot is free after."""
+        try:
+            yield
+            self.last_call = time.monotonic()
+        except redis.ConnectionError as e:
+            raise ConnectionClosed(e) from None
+        finally:
+            self.queued_message_ids.discard(message.message_id)
+            self.slot_freed.set()
+
+    def _retention(self, message: MessageProxy) -> int:
+        actor = self.broker.actors.get(message.actor_name)
+        return int(actor.options.get("retention", _DEFAULT_RETENTION_MS)) if actor else _DEFAULT_RETENTION_MS
+
+    def requeue(self, messages: Any) -> None:
+        rids = [message.options["redis_message_id"] for message in messages]
+        if rids:
+            self._call("requeue", *rids)
+
+    def _set_paused(self, paused: bool) -> None:
+        work_queue = self.broker.work_queue
+        if paused and not self.paused and work_queue is not None:
+            # Prefetched messages of a paused queue must not start: hand them back to the head of the queue.
+            taken = work_queue.take_all(self.queue_name)
+            if taken:
+                self.requeue(taken)
+                for message in taken:
+                    self.queued_message_ids.discard(message.message_id)
+        self.paused = paused
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            if self.message_cache:
+                self.misses = 0
+                message: Message[Any] = Message.decode(self.message_cache.pop(0))
+                self.queued_message_ids.add(message.message_id)
+                return MessageProxy(message)
+            now = time.monotonic()
+            self.slot_freed.clear()  # before counting: a slot freed after this point wakes the wait below
+            wanted = self.prefetch - self.outstanding_message_count
+            if wanted <= 0:
+                # Every slot is taken: keep saying we are alive, learn about a pause within BUSY_POLL_S, and send
+                # start markers that found no other call to ride along with.
+                oldest = self.broker.oldest_unsent_start()
+                if now - self.last_call >= BUSY_POLL_S or (oldest is not None and now - oldest > START_FLUSH_S):
+                    self._set_paused(bool(self._call("heartbeat")))
+                    self.last_call = now
+                self.slot_freed.wait(START_FLUSH_S if oldest is not None else BUSY_POLL_S)
+                return None
+            maintenance = now - self.last_maintenance >= self.broker.maintenance_interval
+            if maintenance:
+                self.last_maintenance = now
+            next_due, paused, *data = self._call("fetch", wanted, maintenance=maintenance)
+            self.last_call = now
+            self._set_paused(bool(paused))
+            if self.broker.work_queue is not None:
+                self.broker.work_queue.note_fetch(self.queue_name, bool(data))
+            if data:
+                self.message_cache = [item for item in data if item is not None]
+                return self.__next__() if self.message_cache else None
+            self.misses = min(self.misses + 1, 16)
+            pause = min(IDLE_POLL_MAX_S, 0.001 * 2**self.misses)
+            if int(next_due) >= 0:
+                pause = min(pause, max(0.0, (int(next_due) - current_millis()) / 1000))
+            time.sleep(pause)
+            return None
+        except redis.ConnectionError as e:
+            raise ConnectionClosed(e) from None

@@ -1,0 +1,225 @@
+"""THE message builder: every message jobkit enqueues for a task is built here, whoever asks.
+
+``Client.dispatch`` / ``dispatch_async`` (and so the API and the CLI), scheduler fires, workflow steps, and running
+an archived task again all call :meth:`MessageBuilder.build` (or :meth:`~MessageBuilder.rerun`), which applies the
+same rules in the same order:
+
+1. the task must be declared, and the queue (its own or the one asked for);
+2. the payload must fit the handler's signature and be plain JSON;
+3. dispatch options (``max_retries``, ``timeout``, ``delay`` / ``at``) are checked and turned into message options;
+4. a ``unique`` task gets its lock as a claim the broker takes in the same Lua step as the enqueue.
+
+What a refused claim means is the caller's to decide: a dispatch raises :class:`~jobkit.errors.DuplicateTask`, a
+scheduler fire is skipped and counted, a workflow step fails its run (see :mod:`jobkit.engine.workflows`).
+
+Re-enqueues of a message that already exists (a retry after a failed attempt, a deferral by a rate limit) go to the
+broker directly: the message was built here once, and keeps its options and lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from dramatiq.message import Message
+
+from jobkit.config.imports import import_handler
+from jobkit.config.model import Project, TaskSpec
+from jobkit.config.payloads import check_payload
+from jobkit.config.placeholders import render
+from jobkit.errors import (
+    DispatchError,
+    DuplicateTask,
+    PayloadError,
+    TemplateError,
+    UnknownQueue,
+    UnknownTask,
+    did_you_mean,
+)
+from jobkit.store.keys import Keys
+
+__all__ = ["UNIQUE_OPTION", "Claim", "MessageBuilder", "Outgoing", "Refused", "duplicate_error", "unique_lock_key"]
+
+#: The message option that names a unique task's lock (the broker's ack, nack and delete end it).
+UNIQUE_OPTION = "jobkit_unique"
+#: Options only the builder may set: a payload of the same name would be a dispatch option instead.
+DISPATCH_OPTIONS = ("delay", "at", "queue", "max_retries", "timeout")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A key the enqueue takes (``SET NX PX``) in the same step; if someone else holds it, nothing is enqueued."""
+
+    key: str
+    ttl_ms: int
+    kind: Literal["unique", "fire"]
+    """``unique``: the task's lock; ``fire``: a scheduler's claim of one nominal fire time."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The claim that was held already, and the id its holder wrote."""
+
+    claim: Claim
+    holder: str
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message ready for the broker: when it is due and what it must claim first."""
+
+    message: Message[Any]
+    delay_ms: int | None = None
+    claims: tuple[Claim, ...] = ()
+    fresh: bool = False
+    """The message was just built for this send and nothing else holds it: the broker may complete it in place
+    instead of copying it (Dramatiq's ``enqueue`` copies, since its caller keeps the message)."""
+
+    @property
+    def task(self) -> str:
+        return self.message.actor_name
+
+
+def unique_lock_key(keys: Keys, spec: TaskSpec, payload: Mapping[str, Any]) -> str:
+    """The lock of a unique task: a digest of its rendered ``unique_key``, or of the canonical JSON payload."""
+    if spec.unique_key is not None:
+        try:
+            identity: Any = render(spec.unique_key, payload)
+        except TemplateError as exc:
+            raise PayloadError(f"{spec.name}: unique_key {exc}") from None
+    else:
+        identity = payload
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return keys.unique(spec.name, hashlib.sha256(canonical.encode()).hexdigest()[:32])
+
+
+def duplicate_error(task: str, holder: str) -> DuplicateTask:
+    return DuplicateTask(
+        f"{task}: a task with the same unique key is already queued or running ({holder}); "
+        "it can be dispatched again once that one finishes or the lock expires",
+        existing_id=holder,
+    )
+
+
+class MessageBuilder:
+    """Checks and builds the messages of one project's tasks."""
+
+    def __init__(self, project: Project, keys: Keys) -> None:
+        self.project = project
+        self.keys = keys
+        self._signatures: dict[str, inspect.Signature] = {}
+
+    # -- lookups ---------------------------------------------------------------------------------------------------
+    def task_spec(self, name: str) -> TaskSpec:
+        try:
+            return self.project.tasks[name]
+        except KeyError:
+            hint = did_you_mean(name, self.project.tasks) or "declared tasks: " + ", ".join(self.project.tasks)
+            raise UnknownTask(f"unknown task {name!r} ({hint})") from None
+
+    def queue_name(self, task: str, queue: str) -> str:
+        if queue not in self.project.queues:
+            hint = did_you_mean(queue, self.project.queues) or "declared: " + ", ".join(self.project.queues)
+            raise UnknownQueue(f"{task}: unknown queue {queue!r} ({hint})")
+        return queue
+
+    def signature(self, spec: TaskSpec) -> inspect.Signature:
+        found = self._signatures.get(spec.name)
+        if found is None:
+            found = self._signatures[spec.name] = inspect.signature(import_handler(spec.handler))
+        return found
+
+    def check_payload(self, task: str, payload: dict[str, Any]) -> TaskSpec:
+        """The task's spec, once ``payload`` is known to fit its handler."""
+        spec = self.task_spec(task)
+        check_payload(spec, self.signature(spec), payload)
+        return spec
+
+    # -- building --------------------------------------------------------------------------------------------------
+    def build(
+        self,
+        task: str,
+        payload: dict[str, Any],
+        *,
+        delay: timedelta | float | None = None,
+        at: datetime | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout: timedelta | float | None = None,
+        options: Mapping[str, Any] | None = None,
+        claims: tuple[Claim, ...] = (),
+    ) -> Outgoing:
+        """The message of one dispatch of ``task``; raises a :class:`~jobkit.errors.DispatchError` naming what is
+        wrong before anything is enqueued. ``options`` are extra message options (a schedule's or workflow's
+        reference); ``claims`` are taken before the task's own unique lock."""
+        spec = self.check_payload(task, payload)
+        queue_name = self.queue_name(task, queue or spec.queue)
+        message_options: dict[str, Any] = dict(options or {})
+        if max_retries is not None:
+            if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+                raise DispatchError(f"{task}: max_retries must be a whole number >= 0, found {max_retries!r}")
+            message_options["max_retries"] = max_retries
+        if timeout is not None:
+            seconds = _seconds(task, "timeout", timeout)
+            if seconds <= 0:
+                raise DispatchError(f"{task}: timeout must be positive, found {timeout!r}")
+            message_options["time_limit"] = int(seconds * 1000)
+        delay_ms = _delay_ms(task, delay, at)
+        if spec.unique is not None:
+            lock = unique_lock_key(self.keys, spec, payload)
+            message_options[UNIQUE_OPTION] = lock
+            claims = (*claims, Claim(lock, _ms(spec.unique), "unique"))
+        message: Message[Any] = Message(
+            queue_name=queue_name, actor_name=task, args=(), kwargs=payload, options=message_options
+        )
+        return Outgoing(message, delay_ms, claims, fresh=True)
+
+    def rerun(self, message: Message[Any]) -> tuple[Message[Any], tuple[Claim, ...]]:
+        """An archived task about to run again: a fresh retry budget, and its unique lock to take again (it ended
+        when the task was archived)."""
+        drop = ("retries", "jobkit_retry", "jobkit_due")
+        options = {key: value for key, value in message.options.items() if key not in drop}
+        claims: tuple[Claim, ...] = ()
+        spec = self.project.tasks.get(message.actor_name)
+        if spec is not None and spec.unique is not None:
+            lock = unique_lock_key(self.keys, spec, message.kwargs)
+            options[UNIQUE_OPTION] = lock
+            claims = (Claim(lock, _ms(spec.unique), "unique"),)
+        else:
+            options.pop(UNIQUE_OPTION, None)
+        return Message(**{**message.asdict(), "options": options}), claims
+
+
+def _ms(value: timedelta) -> int:
+    return int(value.total_seconds() * 1000)
+
+
+def _seconds(task: str, name: str, value: timedelta | float) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DispatchError(f"{task}: {name} must be a timedelta or a number of seconds, found {value!r}")
+    return float(value)
+
+
+def _delay_ms(task: str, delay: timedelta | float | None, at: datetime | None) -> int | None:
+    if delay is not None and at is not None:
+        raise DispatchError(f"{task}: give delay or at, not both")
+    if at is not None:
+        if not isinstance(at, datetime):
+            raise DispatchError(f"{task}: at must be a datetime, found {type(at).__name__}")
+        # A naive datetime is local time, as datetime.timestamp() reads it.
+        return max(0, math.ceil((at.timestamp() - time.time()) * 1000)) or None
+    if delay is None:
+        return None
+    seconds = _seconds(task, "delay", delay)
+    if seconds < 0:
+        raise DispatchError(f"{task}: delay cannot be negative, found {delay!r}")
+    return math.ceil(seconds * 1000) or None

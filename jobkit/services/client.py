@@ -1,0 +1,151 @@
+"""Dispatching tasks and starting workflow runs: ``client.dispatch("email:send", to=...)`` -> :class:`TaskRef`.
+
+A :class:`Client` is one project on one broker. It is built by :mod:`jobkit.bootstrap` (the API, the CLI, a worker
+and ``jobkit.dispatch`` each hold one) and passed to whatever needs it. Every message it sends comes from the
+message builder (:mod:`jobkit.engine.messages`), so a dispatch, an API trigger and a workflow step are checked the
+same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+
+from jobkit.config.model import Project, TaskSpec, WorkflowSpec
+from jobkit.config.settings import Settings
+from jobkit.engine.broker import JobkitBroker
+from jobkit.engine.messages import DISPATCH_OPTIONS, MessageBuilder, Outgoing, duplicate_error
+from jobkit.engine.workflows import WorkflowRuns
+from jobkit.errors import DispatchError
+
+__all__ = ["Client", "ClientTask", "TaskRef", "needs_client"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A dispatched task: its id (stable across retries), queue and task name."""
+
+    id: str
+    queue: str
+    task: str
+
+
+class Client:
+    """Dispatches the tasks of one project onto one broker."""
+
+    def __init__(self, settings: Settings, project: Project, broker: JobkitBroker) -> None:
+        self.settings = settings
+        self.project = project
+        self.broker = broker
+        self.redis = broker.client
+        self.keys = broker.keys
+        self.builder = MessageBuilder(project, broker.keys)
+        self.workflows = WorkflowRuns(broker, self.builder)
+
+    def task_spec(self, name: str) -> TaskSpec:
+        """The declared task ``name``; raises :class:`~jobkit.errors.UnknownTask` with a "did you mean"."""
+        return self.builder.task_spec(name)
+
+    def dispatch(
+        self,
+        task: str,
+        /,
+        *,
+        delay: timedelta | float | None = None,
+        at: datetime | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout: timedelta | float | None = None,
+        **payload: Any,
+    ) -> TaskRef:
+        """Enqueue ``task`` with ``payload`` as its keyword arguments, now, after ``delay`` or at ``at``; a workflow's
+        name starts a run of it. Raises a :class:`~jobkit.errors.DispatchError` naming what is wrong."""
+        options = {"delay": delay, "at": at, "queue": queue, "max_retries": max_retries, "timeout": timeout}
+        return self._send(task, options, payload)
+
+    async def dispatch_async(self, task: str, /, **options_and_payload: Any) -> TaskRef:
+        """:meth:`dispatch` for an event loop (the API): the same arguments and checks, the enqueue awaited on
+        asyncio Redis."""
+        options, payload = _split(options_and_payload)
+        workflow = self._workflow(task, options)
+        if workflow is not None:  # a run writes its state first: the blocking path, off the loop
+            return await asyncio.to_thread(self.start_workflow, workflow, payload)
+        outgoing = self.builder.build(task, payload, **options)
+        return self._ref(outgoing, *await self.broker.send_async(outgoing))
+
+    def start_workflow(self, workflow: WorkflowSpec, payload: dict[str, Any]) -> TaskRef:
+        """Start one run of ``workflow``; the returned id is the run's (see ``Queues.workflow``), the queue is its
+        first step's."""
+        workflow_id, messages = self.workflows.start(workflow, payload)
+        return TaskRef(id=workflow_id, queue=messages[0].queue_name, task=workflow.name)
+
+    def _send(self, task: str, options: dict[str, Any], payload: dict[str, Any]) -> TaskRef:
+        workflow = self._workflow(task, options)
+        if workflow is not None:
+            return self.start_workflow(workflow, payload)
+        outgoing = self.builder.build(task, payload, **options)
+        return self._ref(outgoing, *self.broker.send(outgoing))
+
+    def _workflow(self, task: str, options: dict[str, Any]) -> WorkflowSpec | None:
+        """The workflow ``task`` names (a task of the same name wins), refusing dispatch options it cannot take."""
+        workflow = self.project.workflows.get(task)
+        if workflow is None or task in self.project.tasks:
+            return None
+        if any(value is not None and value != "" for value in options.values()):
+            raise DispatchError(f"{task}: a workflow takes only its payload (no delay, at, queue or options)")
+        return workflow
+
+    @staticmethod
+    def _ref(outgoing: Outgoing, message: Any, refused: Any) -> TaskRef:
+        if refused is not None:
+            raise duplicate_error(outgoing.task, refused.holder)
+        return TaskRef(id=message.message_id, queue=message.queue_name, task=outgoing.task)
+
+
+def _split(arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Dispatch options and payload, from one keyword mapping (option names are never payload fields)."""
+    options = {name: arguments[name] for name in DISPATCH_OPTIONS if name in arguments}
+    payload = {name: value for name, value in arguments.items() if name not in DISPATCH_OPTIONS}
+    return options, payload
+
+
+class ClientTask(Generic[P, R]):
+    """A handler that needs the worker's :class:`Client` (its settings, project, Redis): ``fn(client, **payload)``.
+
+    The worker binds the client when it declares the task (:meth:`bind`), so the handler reads no global; its
+    payload signature, which dispatch checks, is ``fn``'s without the first parameter.
+    """
+
+    def __init__(self, fn: Callable[Concatenate[Client, P], R]) -> None:
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+        signature = inspect.signature(fn)
+        self.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+
+    def bind(self, client: Client) -> Callable[P, R]:
+        fn = self.fn
+
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            return fn(client, *args, **kwargs)
+
+        run.__name__ = fn.__name__
+        run.__qualname__ = fn.__qualname__
+        run.__module__ = fn.__module__
+        run.__doc__ = fn.__doc__
+        return run
+
+    def __call__(self, client: Client, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(client, *args, **kwargs)
+
+
+def needs_client(fn: Callable[Concatenate[Client, P], R]) -> ClientTask[P, R]:
+    """Decorator: ``@needs_client def send_email(client, to, subject, body): ...``."""
+    return ClientTask(fn)

@@ -1,0 +1,309 @@
+"""Queue statistics and task operations: ``jobkit.queues()``, and the service the CLI, the API and the dashboard
+share.
+
+Every figure comes from a bounded number of Redis calls per queue (counters and container sizes, never a scan of
+messages), and every operation is one atomic step of the ``queues`` Lua script.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, TypeGuard, cast
+
+from dramatiq.message import Message
+
+from jobkit.engine.messages import duplicate_error
+from jobkit.errors import TaskNotFound, TaskStateError, UnknownQueue, did_you_mean
+from jobkit.services.client import Client
+from jobkit.services.limits import describe_limits
+
+__all__ = ["STATES", "QueueStats", "Queues", "TaskInfo"]
+
+State = Literal["pending", "active", "scheduled", "retry", "archived", "completed"]
+STATES: tuple[State, ...] = ("pending", "active", "scheduled", "retry", "archived", "completed")
+_Rows = list[tuple[str, Any, bytes]]
+_Names = list[str]
+_Raw = list[Any]
+_History = list[dict[str, Any]]
+_DAY_MS = 86_400_000
+
+
+def _iso(ms: Any) -> str | None:
+    """Epoch milliseconds (number, text or bytes from Redis) -> ISO 8601 UTC; None for nothing."""
+    if ms is None or ms in ("", b""):
+        return None
+    return datetime.fromtimestamp(float(ms) / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _is_state(value: str) -> TypeGuard[State]:
+    return value in STATES
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    pending: int
+    """Waiting to start: in the queue, or prefetched by a worker and not yet running."""
+    active: int
+    """Running now."""
+    scheduled: int
+    retry: int
+    archived: int
+    completed: int
+    """Completed and still within their retention."""
+    paused: bool
+    size: int
+    """pending + active + scheduled + retry (archived and completed are not counted)."""
+    latency_ms: int
+    """Age of the oldest task waiting in the queue (0 when none waits)."""
+    processed: int
+    """Attempts finished today (UTC), succeeded or failed."""
+    failed: int
+    """Attempts failed today (UTC)."""
+    processed_total: int
+    failed_total: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    id: str
+    queue: str
+    task: str
+    state: State
+    payload: dict[str, Any]
+    retried: int
+    max_retries: int
+    last_error: str | None
+    last_failed_at: str | None
+    next_process_at: str | None
+    completed_at: str | None
+    enqueued_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_StatsList = list[QueueStats]
+_Infos = list[TaskInfo]
+
+
+class Queues:
+    """``jobkit.queues()``: stats, pause/resume and task operations on the project's queues."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.redis = client.redis
+        self.keys = client.keys
+        self._lua = client.broker.lua
+
+    # -- queues ----------------------------------------------------------------------------------------------------
+    def list(self) -> list[str]:
+        """Declared queues, heaviest first."""
+        return self.client.project.queue_names()
+
+    def check(self, name: str) -> str:
+        if name not in self.client.project.queues:
+            hint = did_you_mean(name, set(self.client.project.queues)) or "declared: " + ", ".join(self.list())
+            raise UnknownQueue(f"unknown queue {name!r} ({hint})")
+        return name
+
+    def _call(self, command: str, queue: str, *args: Any) -> Any:
+        return self._lua.call("queues", command, int(time.time() * 1000), queue, *args)
+
+    def stats(self, name: str) -> QueueStats:
+        return self.all_stats([self.check(name)])[0]
+
+    def all_stats(self, names: _Names | None = None) -> _StatsList:
+        """Stats of several queues in one round trip."""
+        names = self.list() if names is None else names
+        now_ms = int(time.time() * 1000)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            self._lua.call("queues", "stats", now_ms, name, now_ms // _DAY_MS, client=pipe)
+        return [self._stats(name, raw, now_ms) for name, raw in zip(names, pipe.execute(), strict=True)]
+
+    @staticmethod
+    def _stats(name: str, raw: _Raw, now_ms: int) -> QueueStats:
+        listed, held_or_waiting, active, scheduled, retry, archived, completed, paused = (int(v) for v in raw[:8])
+        processed, failed, processed_total, failed_total = (int(v) for v in raw[8:12])
+        pending = max(0, held_or_waiting - scheduled - retry - active)
+        latency = 0
+        if listed and raw[12]:
+            waiting_since = max(int(raw[12]), int(raw[13] or 0))
+            latency = max(0, now_ms - waiting_since)
+        return QueueStats(
+            queue=name,
+            pending=pending,
+            active=active,
+            scheduled=scheduled,
+            retry=retry,
+            archived=archived,
+            completed=completed,
+            paused=bool(paused),
+            size=pending + active + scheduled + retry,
+            latency_ms=latency,
+            processed=processed,
+            failed=failed,
+            processed_total=processed_total,
+            failed_total=failed_total,
+        )
+
+    def history(self, days: int = 7) -> _History:
+        """Processed and failed per queue per day (UTC), oldest day first; kept 90 days."""
+        days = max(1, min(days, 90))
+        today = int(time.time() * 1000) // _DAY_MS
+        numbers = list(range(today - days + 1, today + 1))
+        keys = [
+            key
+            for name in self.list()
+            for day in numbers
+            for key in (self.keys.processed_day(name, day), self.keys.failed_day(name, day))
+        ]
+        values = iter(int(v or 0) for v in cast(list[Any], self.redis.mget(keys)))
+        rows = []
+        for name in self.list():
+            for day in numbers:
+                rows.append(
+                    {
+                        "queue": name,
+                        "date": (date(1970, 1, 1) + timedelta(days=day)).isoformat(),
+                        "processed": next(values),
+                        "failed": next(values),
+                    }
+                )
+        return rows
+
+    def pause(self, name: str) -> None:
+        """Workers stop starting this queue's tasks within a second; nothing is dropped."""
+        self.redis.sadd(self.keys.paused, self.check(name))
+
+    def resume(self, name: str) -> None:
+        self.redis.srem(self.keys.paused, self.check(name))
+
+    def delete_all_pending(self, name: str) -> int:
+        return int(self._call("delete_all_pending", self.check(name)))
+
+    def archive_all_pending(self, name: str) -> int:
+        return int(self._call("archive_all_pending", self.check(name)))
+
+    def delete_all_archived(self, name: str) -> int:
+        return int(self._call("delete_all_archived", self.check(name)))
+
+    def run_all(self, name: str, state: Literal["scheduled", "retry", "archived"]) -> int:
+        """Every scheduled, retry or archived task of the queue runs now (archived ones with a fresh budget)."""
+        self.check(name)
+        if state in ("scheduled", "retry"):
+            return int(self._call("run_all", name, state))
+        if state != "archived":
+            raise TaskStateError(f"run all applies to scheduled, retry or archived tasks, not {state!r}")
+        count = skipped = 0
+        while True:  # newest first; tasks whose unique lock another task holds stay archived, and are skipped
+            _, rows = self._list(name, "archived", skipped, skipped + 499)
+            if not rows:
+                return count
+            for rid, _score, data in rows:
+                message = Message.decode(data)
+                outcome = self._run(name, message.message_id, "archived", rid, message)
+                count, skipped = (count + 1, skipped) if outcome[1] else (count, skipped + 1)
+
+    # -- tasks -----------------------------------------------------------------------------------------------------
+    def task(self, name: str, task_id: str) -> TaskInfo:
+        found = self._call("task", self.check(name), task_id)
+        if found[0] == b"missing":
+            raise TaskNotFound(f"no task {task_id!r} in queue {name!r}")
+        state: State = found[0].decode()
+        return self._info(name, state, found[2], found[3])
+
+    def tasks(self, name: str, state: str = "pending", page: int = 1, size: int = 20) -> tuple[int, _Infos]:
+        """One page of a queue's tasks in a state: (total in that state, tasks)."""
+        if not _is_state(state):
+            raise TaskStateError(
+                f"unknown state {state!r} ({did_you_mean(state, set(STATES)) or 'one of ' + ', '.join(STATES)})"
+            )
+        page, size = max(1, page), max(1, min(size, 1000))
+        start = (page - 1) * size
+        total, rows = self._list(self.check(name), state, start, start + size - 1)
+        if state == "active":  # a small hash read whole: order by start time and page here
+            rows = sorted(rows, key=lambda row: float(row[1]))[start : start + size]
+        return total, [self._info(name, state, score, data) for _rid, score, data in rows if data]
+
+    def delete(self, name: str, task_id: str) -> str:
+        """Delete a pending, scheduled, retry, archived or completed task; returns the state it was in."""
+        state, deleted = self._call("delete", self.check(name), task_id)  # a unique task's lock ends with it
+        state = state.decode()
+        if deleted:
+            return str(state)
+        if state == "missing":
+            raise TaskNotFound(f"no task {task_id!r} in queue {name!r}")
+        if state == "held":
+            raise TaskStateError(
+                f"task {task_id!r} was already handed to a worker and starts shortly; it cannot be deleted"
+            )
+        raise TaskStateError(f"task {task_id!r} is {state}; a running task cannot be deleted")
+
+    def retry(self, name: str, task_id: str) -> str:
+        """Run a scheduled, retry or archived task now (an archived one with a fresh retry budget)."""
+        found = self._call("task", self.check(name), task_id)
+        state = found[0].decode()
+        if state == "missing":
+            raise TaskNotFound(f"no task {task_id!r} in queue {name!r}")
+        if state not in ("scheduled", "retry", "archived"):
+            raise TaskStateError(f"task {task_id!r} is {state}; only scheduled, retry or archived tasks can run now")
+        result = self._run(name, task_id, state, found[1], Message.decode(found[3]))
+        if not result[1]:
+            if result[0] == b"held":
+                raise duplicate_error(Message.decode(found[3]).actor_name, result[2].decode())
+            raise TaskStateError(f"task {task_id!r} changed state ({result[0].decode()}) while being retried")
+        return str(state)
+
+    def _run(self, name: str, task_id: str, state: str, rid: Any, message: Message[Any]) -> Any:
+        """One task runs now; an archived one with a fresh retry budget and its unique lock taken again."""
+        claims: tuple[Any, ...] = ()
+        if state == "archived":
+            message, claims = self.client.builder.rerun(message)
+        claim_args: list[Any] = [len(claims)] + [part for claim in claims for part in (claim.key, claim.ttl_ms)]
+        return self._call("run", name, task_id, state, rid, message.encode(), *claim_args)
+
+    # -- flow control and workflows ---------------------------------------------------------------------------------
+    def limits(self, task: str) -> dict[str, Any]:
+        """The unique / rate_limit / concurrency settings of a task and their current use."""
+        return describe_limits(self.client, self.client.task_spec(task))
+
+    def workflow(self, workflow_id: str) -> dict[str, Any]:
+        """A workflow run's state and its steps' states (see :meth:`jobkit.engine.workflows.WorkflowRuns.info`)."""
+        info = self.client.workflows.info(workflow_id)
+        if info is None:
+            raise TaskNotFound(f"no workflow {workflow_id!r} (it may have expired)")
+        return info
+
+    # -- helpers ---------------------------------------------------------------------------------------------------
+    def _list(self, name: str, state: str, start: int, stop: int) -> tuple[int, _Rows]:
+        raw = self._call("list", name, state, start, stop)
+        rows = [(raw[i].decode(), raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3)]
+        return int(raw[0]), rows
+
+    def _info(self, name: str, state: State, score: Any, data: bytes) -> TaskInfo:
+        message = Message.decode(data)
+        options = message.options
+        spec = self.client.project.tasks.get(message.actor_name)
+        default_max = spec.retry.max_retries if spec else 0
+        next_at = _iso(score) if state in ("scheduled", "retry") and score not in (None, b"") else None
+        return TaskInfo(
+            id=message.message_id,
+            queue=name,
+            task=message.actor_name,
+            state=state,
+            payload=dict(message.kwargs),
+            retried=int(options.get("retries", 0)),
+            max_retries=int(options.get("max_retries", default_max)),
+            last_error=options.get("last_error"),
+            last_failed_at=_iso(options.get("last_failed_at")),
+            next_process_at=next_at,
+            completed_at=_iso(options.get("completed_at")),
+            enqueued_at=_iso(message.message_timestamp),
+        )

@@ -1,0 +1,144 @@
+"""Workers (from their heartbeats) and Redis facts for the dashboard: the service behind ``/api/system``.
+
+A worker is alive while its heartbeat (``K.heartbeats``) is younger than the broker's timeout. What a heartbeat cannot
+say (host, pid, start time, thread count, the queues it consumes) each worker process writes once at boot, through
+the ``WorkerInfo`` middleware, into ``K.workers``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from jobkit.services.client import Client
+
+__all__ = ["RedisInfo", "System", "WorkerStatus"]
+
+
+def _iso(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    id: str
+    """The broker id of one worker process (Dramatiq's ``broker_id``)."""
+    host: str | None
+    pid: int | None
+    threads: int | None
+    started_at: str | None
+    last_heartbeat_at: str
+    queues: list[str]
+    """Queues this worker consumes (as it said at boot; the queues it fetched from for a worker that did not)."""
+    busy: int
+    """Tasks this worker is running now."""
+    held: int
+    """Tasks this worker holds: running, or prefetched and about to run."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RedisInfo:
+    version: str
+    mode: str
+    uptime_seconds: int
+    used_memory_human: str
+    used_memory_peak_human: str
+    maxmemory_human: str
+    connected_clients: int
+    namespace: str
+    keys: int
+    """Keys in the whole database (DBSIZE), not only this namespace: counting those would need a scan."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class System:
+    """Reads worker heartbeats and server facts; never writes."""
+
+    def __init__(self, client: Client) -> None:
+        self.redis = client.redis
+        self.keys = client.keys
+        self.namespace = client.keys.namespace
+        self.heartbeat_timeout_ms = int(client.broker.heartbeat_timeout)
+
+    def live_count(self) -> int:
+        """Worker processes whose last heartbeat is younger than the dead-worker timeout."""
+        since = int(time.time() * 1000) - self.heartbeat_timeout_ms
+        return int(self.redis.zcount(self.keys.heartbeats, since, "+inf"))
+
+    def workers(self) -> list[WorkerStatus]:
+        """Live workers, most recently started first."""
+        now_ms = time.time() * 1000
+        beats = cast(
+            list[tuple[bytes, float]],
+            self.redis.zrangebyscore(self.keys.heartbeats, now_ms - self.heartbeat_timeout_ms, "+inf", withscores=True),
+        )
+        if not beats:
+            return []
+        ids = [_text(worker) for worker, _ in beats]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(self.keys.workers, ids)
+        for worker in ids:
+            pipe.smembers(self.keys.worker_acks(worker))
+        found = pipe.execute()
+        facts = [json.loads(raw) if raw else {} for raw in found[0]]
+        queues = [sorted(_text(q) for q in members) for members in found[1:]]
+        pairs = [(index, name) for index, names in enumerate(queues) for name in names]
+        pipe = self.redis.pipeline(transaction=False)
+        for index, name in pairs:
+            pipe.smembers(self.keys.worker_queue_acks(ids[index], name))
+        held = [0] * len(ids)
+        busy = [0] * len(ids)
+        holdings: list[tuple[int, str, list[str]]] = []
+        for (index, name), members in zip(pairs, pipe.execute(), strict=True):
+            rids = sorted(_text(rid) for rid in members)
+            held[index] += len(rids)
+            if rids:
+                holdings.append((index, name, rids))
+        pipe = self.redis.pipeline(transaction=False)
+        for _, name, rids in holdings:
+            pipe.hmget(self.keys.active(name), rids)
+        for (index, _, _), started in zip(holdings, pipe.execute(), strict=True):
+            busy[index] += sum(1 for value in started if value)
+        statuses = []
+        for index, (worker, beat) in enumerate(zip(ids, (b for _, b in beats), strict=True)):
+            info, names = facts[index], queues[index]
+            statuses.append(
+                WorkerStatus(
+                    id=worker,
+                    host=info.get("host"),
+                    pid=info.get("pid"),
+                    threads=info.get("threads"),
+                    started_at=info.get("started_at"),
+                    last_heartbeat_at=_iso(beat),
+                    queues=info.get("queues") or names,
+                    busy=busy[index],
+                    held=held[index],
+                )
+            )
+        return sorted(statuses, key=lambda status: status.started_at or "", reverse=True)
+
+    def redis_info(self) -> RedisInfo:
+        info = self.redis.info()
+        return RedisInfo(
+            version=str(info.get("redis_version", "?")),
+            mode=str(info.get("redis_mode", "standalone")),
+            uptime_seconds=int(info.get("uptime_in_seconds", 0)),
+            used_memory_human=str(info.get("used_memory_human", "?")),
+            used_memory_peak_human=str(info.get("used_memory_peak_human", "?")),
+            maxmemory_human=str(info.get("maxmemory_human", "0B")),
+            connected_clients=int(info.get("connected_clients", 0)),
+            namespace=self.namespace,
+            keys=int(self.redis.dbsize()),
+        )

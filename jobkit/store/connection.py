@@ -1,0 +1,70 @@
+"""Connections to Redis: one URL or Sentinel, the same timeouts everywhere, and an asyncio twin for the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.asyncio import ConnectionPool as AsyncConnectionPool
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio import connection as aio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from jobkit.config.settings import Settings
+
+__all__ = ["API_CONNECT_TIMEOUT_S", "API_SOCKET_TIMEOUT_S", "async_twin", "connect", "fail_fast"]
+
+#: An API request answers 503 within 2 s when Redis is away: one reconnect attempt, each bounded by these.
+API_CONNECT_TIMEOUT_S = 0.4
+API_SOCKET_TIMEOUT_S = 0.5
+#: Connection settings an asyncio connection understands (the sync pool carries sync-only helpers too).
+_ASYNC_CONNECTION_KEYS = {
+    "host", "port", "db", "username", "password", "path", "socket_timeout", "socket_connect_timeout",
+    "socket_keepalive", "health_check_interval", "client_name", "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs",
+    "ssl_ca_certs", "ssl_ca_data", "ssl_check_hostname",
+}  # fmt: skip
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A client for ``REDIS_URL`` (or the embedded Redis), or for the master that Sentinel names."""
+    if settings.sentinels:
+        password = settings.sentinel_password
+        sentinel = Sentinel(list(settings.sentinels), password=password, socket_timeout=2.0)
+        client: redis.Redis = sentinel.master_for(
+            settings.sentinel_master or "mymaster", password=password, socket_timeout=5.0
+        )
+        return client
+    return redis.Redis.from_url(
+        settings.effective_redis_url(), socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=30
+    )
+
+
+def fail_fast(client: redis.Redis) -> None:
+    """Short timeouts and a single immediate reconnect (the API's connections; workers keep the longer ones): a
+    request fails fast while Redis is down, and the first one after it is back reconnects by itself."""
+    client.connection_pool.connection_kwargs.update(
+        socket_connect_timeout=API_CONNECT_TIMEOUT_S,
+        socket_timeout=API_SOCKET_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError],
+    )
+
+
+def async_twin(client: redis.Redis) -> AsyncRedis | None:
+    """An asyncio client with ``client``'s connection settings, or None where there is no asyncio twin (a
+    Sentinel-managed pool)."""
+    pool = client.connection_pool
+    kind: Any = {
+        redis.UnixDomainSocketConnection: aio.UnixDomainSocketConnection,
+        redis.SSLConnection: aio.SSLConnection,
+        redis.Connection: aio.Connection,
+    }.get(pool.connection_class)
+    if kind is None:
+        return None
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in _ASYNC_CONNECTION_KEYS}
+    return AsyncRedis(
+        connection_pool=AsyncConnectionPool(connection_class=kind, retry=AsyncRetry(NoBackoff(), 1), **kwargs)
+    )

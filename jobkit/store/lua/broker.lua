@@ -1,0 +1,278 @@
+-- broker: every per-message step of the broker in one round trip.
+--
+-- ARGV = command, now_ms, queue, worker_id, heartbeat_timeout_ms, dead_ttl_ms, dead_max, maintenance, started,
+--        ...command arguments
+-- except for the enqueue commands clients send, which take the short path: ARGV = command, "", queue, ...arguments.
+--
+-- "started" carries the start markers that ride along: "<queue>\t<rid>\n..." for messages this worker began running
+-- since its last call (no extra round trip per message).
+--
+-- Keys touched (see jobkit/store/keys.py): K.heartbeats, K.worker_acks(worker), K.worker_queue_acks(worker, queue),
+-- K.paused, K.pending(queue), K.messages(queue), K.ids(queue), K.active(queue), K.scheduled(queue), K.retry(queue),
+-- K.dead(queue), K.dead_messages(queue), K.done(queue), K.done_messages(queue), K.processed_day(queue, day),
+-- K.failed_day(queue, day), K.processed_total(queue), K.failed_total(queue); and the claim keys an enqueue is given
+-- (unique locks, scheduler fire claims), which the caller builds with the same layout.
+
+local command = ARGV[1]
+local queue = ARGV[3]
+
+-- Enqueues come first and touch only what they need: they are the one command clients send, once per task.
+-- Claims make an enqueue conditional (see claim_all): a unique task refuses a duplicate, and a scheduler fires each
+-- nominal time exactly once. Returns 1, or {claim index, holder} when a claim was held (nothing is enqueued).
+if command == "enqueue" or command == "schedule" then
+    local A = 4 -- first command argument of the short path
+    local rid, message_id = ARGV[A], ARGV[A + 2]
+    local claims_at = A + 3
+    if command == "schedule" then
+        claims_at = A + 5
+    end
+    local conflict = claim_all(claims_at, message_id)
+    if conflict then
+        return conflict
+    end
+    redis.call("hset", K.messages(queue), rid, ARGV[A + 1])
+    redis.call("hset", K.ids(queue), message_id, rid)
+    if command == "enqueue" then
+        -- args: rid, data, message id, claims...
+        redis.call("rpush", K.pending(queue), rid)
+    else
+        -- args: rid, data, message id, due ms, "scheduled" | "retry", claims...
+        local target = K.scheduled(queue)
+        if ARGV[A + 4] == "retry" then
+            target = K.retry(queue)
+        end
+        redis.call("zadd", target, tonumber(ARGV[A + 3]), rid)
+    end
+    return 1
+end
+
+local now = tonumber(ARGV[2])
+local worker_id = ARGV[4]
+local heartbeat_timeout = tonumber(ARGV[5])
+local dead_ttl = tonumber(ARGV[6])
+local dead_max = tonumber(ARGV[7])
+local maintenance = ARGV[8]
+local started = ARGV[9]
+local A = 10 -- first command argument
+
+local queue_acks = K.worker_queue_acks(worker_id, queue)
+local Q = queue_keys(queue)
+local FORWARD_BATCH = 1000
+local TRIM_BATCH = 1000
+local COUNTER_TTL = 91 * 86400 -- seconds: 90 days of history
+
+local function heartbeat()
+    redis.call("zadd", K.heartbeats, now, worker_id)
+end
+
+local function mark_started()
+    if started == "" then
+        return
+    end
+    for q, rid in string.gmatch(started, "([^\t\n]+)\t([^\t\n]+)") do
+        -- Only while still held: a marker arriving after its ack must not leave a stale "running" behind.
+        if redis.call("sismember", K.worker_queue_acks(worker_id, q), rid) == 1 then
+            redis.call("hset", K.active(q), rid, now)
+        end
+    end
+end
+
+local function count(outcome_failed)
+    local day = math.floor(now / 86400000)
+    local processed = K.processed_day(queue, day)
+    if redis.call("incr", processed) == 1 then
+        redis.call("expire", processed, COUNTER_TTL)
+    end
+    redis.call("incr", K.processed_total(queue))
+    if outcome_failed then
+        local failed = K.failed_day(queue, day)
+        if redis.call("incr", failed) == 1 then
+            redis.call("expire", failed, COUNTER_TTL)
+        end
+        redis.call("incr", K.failed_total(queue))
+    end
+end
+
+-- Move due rids of one sorted set to the end of the pending list.
+local function forward(zset)
+    local due = redis.call("zrangebyscore", zset, "-inf", now, "LIMIT", 0, FORWARD_BATCH)
+    for i = 1, #due do
+        redis.call("rpush", Q.pending, due[i])
+    end
+    if #due > 0 then
+        redis.call("zremrangebyrank", zset, 0, #due - 1)
+    end
+end
+
+local function next_due()
+    local best = nil
+    for _, zset in ipairs({Q.scheduled, Q.retry}) do
+        local first = redis.call("zrange", zset, 0, 0, "WITHSCORES")
+        if first[2] and (best == nil or tonumber(first[2]) < best) then
+            best = tonumber(first[2])
+        end
+    end
+    return best
+end
+
+-- Drop the oldest archived rids (ranks 0..n-1) with their messages and id index entries.
+local function drop_archived(n)
+    if n <= 0 then
+        return
+    end
+    local oldest = redis.call("zrange", Q.dead, 0, n - 1)
+    forget_ids(queue, oldest, Q.dead_messages)
+    if #oldest > 0 then
+        redis.call("hdel", Q.dead_messages, unpack(oldest))
+        redis.call("zremrangebyrank", Q.dead, 0, #oldest - 1)
+    end
+end
+
+-- Drop archived messages past their age, then the oldest beyond the size cap; completed ones past retention.
+local function trim()
+    drop_archived(math.min(redis.call("zcount", Q.dead, "-inf", now - dead_ttl), TRIM_BATCH))
+    drop_archived(redis.call("zcard", Q.dead) - dead_max)
+    local finished = redis.call("zrangebyscore", Q.done, "-inf", now, "LIMIT", 0, TRIM_BATCH)
+    if #finished > 0 then
+        redis.call("hdel", Q.done_messages, unpack(finished))
+        redis.call("zremrangebyrank", Q.done, 0, #finished - 1)
+    end
+end
+
+-- Hand back every rid a worker held (on any queue) and forget the worker. K.worker_acks(worker) lists the queues it
+-- fetched from, so nothing needs KEYS or SCAN.
+local function release_worker(worker)
+    local queues_index = K.worker_acks(worker)
+    local queues = redis.call("smembers", queues_index)
+    local released = 0
+    for i = 1, #queues do
+        local worker_acks = K.worker_queue_acks(worker, queues[i])
+        local queue_active, queue_messages, queue_pending = K.active(queues[i]), K.messages(queues[i]), K.pending(queues[i])
+        local rids = redis.call("smembers", worker_acks)
+        for j = #rids, 1, -1 do
+            redis.call("hdel", queue_active, rids[j])
+            if redis.call("hexists", queue_messages, rids[j]) == 1 then
+                redis.call("lpush", queue_pending, rids[j])
+                released = released + 1
+            end
+        end
+        redis.call("del", worker_acks)
+    end
+    redis.call("del", queues_index)
+    redis.call("zrem", K.heartbeats, worker)
+    return released
+end
+
+-- Workers whose heartbeat stopped: their unfinished tasks run again elsewhere.
+local function recover_orphans()
+    local dead_workers = redis.call("zrangebyscore", K.heartbeats, "-inf", now - heartbeat_timeout)
+    for i = 1, #dead_workers do
+        release_worker(dead_workers[i])
+    end
+end
+
+-- This worker lets go of a rid it fetched (acked or archived): true when it still held it; the rid is then neither
+-- live nor running any more.
+local function settle(rid)
+    heartbeat()
+    if redis.call("srem", queue_acks, rid) == 0 then
+        return false
+    end
+    redis.call("hdel", Q.messages, rid)
+    redis.call("hdel", Q.active, rid)
+    return true
+end
+
+mark_started()
+if maintenance == "1" then
+    heartbeat()
+    recover_orphans()
+    trim()
+end
+
+if command == "fetch" then
+    -- args: how many. Returns {next due time or -1, 1 if paused else 0, message, message, ...}.
+    heartbeat()
+    forward(Q.scheduled)
+    forward(Q.retry)
+    local result = {next_due() or -1, 0}
+    if redis.call("sismember", K.paused, queue) == 1 then
+        result[2] = 1
+        return result
+    end
+    local wanted = tonumber(ARGV[A])
+    local rids = {}
+    for i = 1, wanted do
+        local rid = redis.call("lpop", Q.pending)
+        if not rid then
+            break
+        end
+        rids[#rids + 1] = rid
+    end
+    if #rids > 0 then
+        redis.call("sadd", queue_acks, unpack(rids))
+        redis.call("sadd", K.worker_acks(worker_id), queue)
+        local data = redis.call("hmget", Q.messages, unpack(rids))
+        for i = 1, #data do
+            result[#result + 1] = data[i]
+        end
+    end
+    return result
+
+elseif command == "heartbeat" then
+    -- Returns 1 if the queue is paused.
+    heartbeat()
+    return redis.call("sismember", K.paused, queue)
+
+elseif command == "ack" then
+    -- args: rid, message id, "ok" | "retry" | "deferred", retention ms, completed message, unique lock key
+    -- ("deferred": a rate or concurrency limit put the message back with a delay before it ran; not counted)
+    local rid = ARGV[A]
+    if settle(rid) then
+        local outcome = ARGV[A + 2]
+        if outcome ~= "deferred" then
+            count(outcome == "retry")
+        end
+        if outcome == "ok" then
+            local message_id = ARGV[A + 1]
+            if redis.call("hget", Q.ids, message_id) == rid then
+                redis.call("hdel", Q.ids, message_id)
+            end
+            release_unique(ARGV[A + 5], message_id)
+            local retention = tonumber(ARGV[A + 3])
+            if retention > 0 then
+                redis.call("zadd", Q.done, now + retention, message_id)
+                redis.call("hset", Q.done_messages, message_id, ARGV[A + 4])
+            end
+        end
+    end
+
+elseif command == "nack" then
+    -- args: rid, message as it ended (with its final error), unique lock key, message id
+    local rid = ARGV[A]
+    if settle(rid) then
+        redis.call("zadd", Q.dead, now, rid)
+        redis.call("hset", Q.dead_messages, rid, ARGV[A + 1])
+        count(true)
+        release_unique(ARGV[A + 2], ARGV[A + 3])
+        trim()
+    end
+
+elseif command == "requeue" then
+    -- Put fetched-but-unprocessed rids back at the head of the queue, keeping their order.
+    for i = #ARGV, A, -1 do
+        if redis.call("srem", queue_acks, ARGV[i]) == 1 then
+            redis.call("hdel", Q.active, ARGV[i])
+            if redis.call("hexists", Q.messages, ARGV[i]) == 1 then
+                redis.call("lpush", Q.pending, ARGV[i])
+            end
+        end
+    end
+
+elseif command == "release" then
+    -- A worker stopping at once: everything it still holds goes back to its queue and it stops looking alive.
+    return release_worker(worker_id)
+
+elseif command == "qsize" then
+    return redis.call("hlen", Q.messages)
+end

@@ -1,0 +1,107 @@
+"""The operator CLI (SPEC §2) against a real Redis: output, exit codes 0 / 1 (message on stderr) / 2 (usage)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jobkit.cli import main
+from jobkit.config.settings import Settings
+from jobkit.services.auth import verify_token
+from jobkit.services.client import Client
+from jobkit.services.queues import Queues
+from tests.support.tokens import SECRET
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings, client: Client, tmp_path: Path) -> None:
+    """The CLI reads the environment: point it at the test's Redis, namespace and jobs.yaml."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDIS_URL", str(settings.redis_url))
+    monkeypatch.setenv("JOBKIT_NAMESPACE", settings.namespace)
+    monkeypatch.setenv("JOBKIT_JOBS", str(settings.jobs_path))
+    monkeypatch.setenv("JOBKIT_SECRET", SECRET)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_stats_prints_a_table_and_json(cli_env: None, client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+    client.dispatch("test:greet", name="Ann")
+
+    code, table, _ = run(capsys, "stats")
+    assert code == 0
+    assert all(queue in table for queue in ("critical", "default", "low"))
+
+    code, out, _ = run(capsys, "stats", "--json")
+    queues = {row["queue"]: row for row in json.loads(out)["queues"]}
+    assert code == 0 and queues["default"]["pending"] == 1 and queues["low"]["size"] == 0
+
+
+def test_pause_resume_tasks_task_retry_delete(
+    cli_env: None, client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queues = Queues(client)
+    assert run(capsys, "pause", "low")[0] == 0 and queues.stats("low").paused
+    assert run(capsys, "resume", "low")[0] == 0 and not queues.stats("low").paused
+
+    later = client.dispatch("test:greet", name="Ann", delay=3600)
+    code, out, _ = run(capsys, "tasks", "default", "--state", "scheduled", "--json")
+    assert code == 0 and [t["id"] for t in json.loads(out)["tasks"]] == [later.id]
+    code, out, _ = run(capsys, "task", "default", later.id)
+    assert code == 0 and json.loads(out)["state"] == "scheduled"
+
+    assert run(capsys, "retry", "default", later.id)[0] == 0
+    assert queues.task("default", later.id).state == "pending"
+    assert run(capsys, "delete", "default", later.id)[0] == 0
+    assert queues.stats("default").size == 0
+
+
+def test_user_errors_exit_1_with_the_message_on_stderr(cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "pause", "lwo")
+    assert (code, out) == (1, "")
+    assert "unknown queue 'lwo' (did you mean 'low'?)" in err
+
+    code, _, err = run(capsys, "task", "default", "nope")
+    assert code == 1 and "no task 'nope' in queue 'default'" in err
+
+    code, _, err = run(capsys, "dispatch", "test:greet", "--payload", '{"nam": "Ann"}')
+    assert code == 1 and "unknown payload field 'nam'" in err
+
+
+def test_usage_errors_exit_2(cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["token", "--sub", "a", "--role", "root"])
+    assert exited.value.code == 2
+
+
+def test_token_mints_a_token_the_api_accepts(cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "token", "--sub", "ops", "--role", "user", "--ttl", "5m")
+
+    claims = verify_token(SECRET, out.strip())
+    assert code == 0 and (claims.sub, claims.role) == ("ops", "user")
+
+
+def test_schedules_lists_entries_with_next_and_last_run(
+    cli_env: None, client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobkit.scheduling.dynamic import Schedules
+
+    entry = Schedules(client).recurring("test:greet", {"name": "Ann"}, cron="0 9 * * MON")
+
+    code, out, _ = run(capsys, "schedules")
+
+    header, row = out.splitlines()[:2]
+    columns = ["ID", "SPEC", "TZ", "TASK", "QUEUE", "SOURCE", "NEXT", "RUN", "LAST", "RUN", "SKIPPED"]
+    assert code == 0 and header.split() == columns
+    assert row.split()[:4] == [entry, "0", "9", "*"] and row.split()[-2:] == ["-", "0"]  # never fired, none skipped
+
+
+def test_settings_never_show_the_redis_password() -> None:
+    settings = Settings.from_env({"REDIS_URL": "redis://:s3cret@127.0.0.1:6379/0"}, dotenv=None)
+    assert "s3cret" not in repr(settings)

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobkit.config.settings import Settings
+from jobkit.errors import SettingsError
+
+
+def test_defaults_use_the_embedded_redis_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings.from_env({"JOBKIT_DATA_DIR": str(tmp_path)}, dotenv=None)
+    assert settings.embedded
+    assert settings.effective_redis_url() == f"unix://{tmp_path.resolve()}/redis.sock"
+    assert (settings.api_host, settings.api_port) == ("127.0.0.1", 8000)
+    assert settings.jobs_path == Path("jobs.yaml")
+
+
+def test_seed_style_host_port_password_db() -> None:
+    env = {"REDIS_HOST": "localhost", "REDIS_PORT": "6380", "REDIS_PASSWORD": "p@ss/word", "REDIS_DB": "2"}
+    settings = Settings.from_env(env, dotenv=None)
+    assert settings.redis_url == "redis://:p%40ss%2Fword@localhost:6380/2"
+    assert not settings.embedded
+
+
+def test_redis_url_wins_over_host() -> None:
+    env = {"REDIS_URL": "redis://127.0.0.1:6379/1", "REDIS_HOST": "elsewhere"}
+    assert Settings.from_env(env, dotenv=None).redis_url == "redis://127.0.0.1:6379/1"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIS_HOST": "h", "REDIS_PORT": "http"}, "REDIS_PORT='http': expected a port number between 1 and 65535"),
+        ({"REDIS_HOST": "h", "REDIS_DB": "one"}, "REDIS_DB='one': expected a database number like 0"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL='localhost:6379': expected redis://, rediss:// or unix://"),
+        ({"JOBKIT_API_PORT": "99999"}, "JOBKIT_API_PORT='99999': expected a port number between 1 and 65535"),
+        ({"REDIS_SENTINELS": "a:1"}, "REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not: name the master to use"),
+        ({"JOBKIT_NAMESPACE": "a b"}, "JOBKIT_NAMESPACE='a b': use letters, digits, '_', '-' and '.'"),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_the_value(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(env, dotenv=None)
+    assert str(raised.value) == message
+
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("REDIS_HOST=from-dotenv\nREDIS_PORT=7000\nJOBKIT_JOBS=conf/jobs.yaml\n")
+    settings = Settings.from_env({"REDIS_PORT": "7001"}, dotenv=dotenv)
+    assert settings.redis_url == "redis://from-dotenv:7001/0"
+    assert settings.jobs_path == Path("conf/jobs.yaml")
+
+
+def test_a_data_dir_too_deep_for_a_unix_socket_is_refused_with_the_fix(tmp_path: Path) -> None:
+    settings = Settings.from_env({"JOBKIT_DATA_DIR": str(tmp_path / ("x" * 120))}, dotenv=None)
+    with pytest.raises(SettingsError, match="too long for a Unix socket"):
+        settings.effective_redis_url()

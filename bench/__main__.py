@@ -25,12 +25,16 @@ PROCESSES, THREADS = 2, 8
 
 def _env(url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "JOBKIT_"))}
-    env.update(REDIS_URL=url, PYTHONPATH=str(ROOT), JOBKIT_JOBS=str(ROOT / "bench" / "jobs.yaml"), **extra)
+    env.update(
+        REDIS_URL=url, PYTHONPATH=str(ROOT), JOBKIT_JOBS=str(ROOT / "bench" / "jobs.yaml"), JOBKIT_SECRET="b" * 48
+    )
+    env.update(extra)
     return env
 
 
-def bench_dispatch(url: str) -> tuple[float, float]:
-    """Messages per second: jobkit.dispatch (validated) against actor.send on the stock broker."""
+def bench_dispatch(url: str) -> tuple[float, float, float, float]:
+    """Messages per second: jobkit.dispatch (validated) against actor.send on the stock broker; and jobkit.dispatch of
+    the same payload to a task that declares its field sensitive (sealed) and to one that does not."""
     os.environ.update(_env(url, JOBKIT_NAMESPACE="jkbench", RAW_NAMESPACE="rawbench"))
     from dramatiq.actor import Actor
 
@@ -41,20 +45,30 @@ def bench_dispatch(url: str) -> tuple[float, float]:
     raw_actor: Actor[..., None] = raw_app.noop
 
     def rate(send: Callable[[], object]) -> float:
+        count = DISPATCH_N // 3
         start = time.perf_counter()
-        for _ in range(DISPATCH_N):
+        for _ in range(count):
             send()
-        return DISPATCH_N / (time.perf_counter() - start)
+        return count / (time.perf_counter() - start)
 
     def jobkit_send() -> object:
         return jobkit_client.dispatch("bench:noop")
 
-    jobkit_rates, raw_rates = [], []
-    for _ in range(ROUNDS):
+    def sealed_send() -> object:
+        return jobkit_client.dispatch("bench:secret", token="reset-token-0123456789abcdef")
+
+    def plain_send() -> object:
+        return jobkit_client.dispatch("bench:plain", token="reset-token-0123456789abcdef")
+
+    jobkit_rates, raw_rates, sealed_rates, plain_rates = [], [], [], []
+    for _ in range(ROUNDS * 3):  # short rounds, alternated, so that each side sees the same machine
         raw_rates.append(rate(raw_actor.send))
         jobkit_rates.append(rate(jobkit_send))
+        sealed_rates.append(rate(sealed_send))
+        plain_rates.append(rate(plain_send))
         redis.Redis.from_url(url).flushdb()
-    return statistics.median(jobkit_rates), statistics.median(raw_rates)
+    medians = (statistics.median(rates) for rates in (jobkit_rates, raw_rates, sealed_rates, plain_rates))
+    return tuple(medians)  # type: ignore[return-value]
 
 
 def _drain_rate(
@@ -118,8 +132,12 @@ def main() -> int:
     with EmbeddedRedis(Path(tempfile.mkdtemp(prefix="jk-bench-")), appendonly=False) as server:
         url = os.environ.get("BENCH_REDIS_URL") or server.url
         print(f"jobkit benchmarks on {url} ({ROUNDS} rounds each, medians; ratio = jobkit / raw Dramatiq)")
-        jk, raw = bench_dispatch(url)
+        jk, raw, sealed, plain = bench_dispatch(url)
         print(f"dispatch  {DISPATCH_N} msgs   jobkit {jk:8.0f}/s   raw dramatiq {raw:8.0f}/s   ratio {jk / raw:.2f}")
+        print(
+            f"sealed    {DISPATCH_N} msgs   one field sensitive {sealed:8.0f}/s   the same, not {plain:8.0f}/s   "
+            f"cost {plain / sealed:.2f}x   (goal <= 1.2x)"
+        )
         jk, raw = bench_worker(url)
         print(
             f"worker    {WORKER_N} no-ops  jobkit {jk:8.0f}/s   raw dramatiq {raw:8.0f}/s   ratio {jk / raw:.2f}"

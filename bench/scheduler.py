@@ -39,6 +39,7 @@ def bench_scheduler(url: str) -> tuple[float, float, int, int]:
         JOBKIT_JOBS=str(ROOT / "bench" / "jobs.yaml"),
         JOBKIT_SCHEDULES=str(directory / "schedules.yaml"),
         JOBKIT_NAMESPACE=NAMESPACE,
+        JOBKIT_SECRET="b" * 48,  # bench/jobs.yaml has a sensitive field
     )
     argv = [sys.executable, "-m", "jobkit.cli", "scheduler"]
     schedulers = [

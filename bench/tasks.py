@@ -5,3 +5,8 @@ from __future__ import annotations
 
 def noop() -> None:
     return None
+
+
+def secret(token: str) -> None:
+    """A no-op with one sensitive field (sealed on the way in, opened for the handler)."""
+    return None

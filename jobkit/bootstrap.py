@@ -36,7 +36,10 @@ from jobkit.engine.middleware.workflow_steps import WorkflowSteps
 from jobkit.engine.work_queue import WorkQueue
 from jobkit.errors import ConfigError, SettingsError
 from jobkit.services.alerts import Alerts
+from jobkit.services.auth import sealing_secrets
 from jobkit.services.client import Client, ClientTask
+from jobkit.services.redaction import RedactMessages
+from jobkit.services.redis_policy import check_eviction_policy
 from jobkit.store.connection import connect
 from jobkit.store.keys import Keys
 
@@ -46,7 +49,7 @@ __all__ = ["build_broker", "default_client", "load", "open_client", "set_default
 def load(settings: Settings | None = None) -> tuple[Settings, Project]:
     """The settings (from the environment unless given) and the project their jobs.yaml declares."""
     settings = settings or Settings.from_env()
-    return settings, load_project(settings.jobs_path)
+    return settings, load_project(settings.jobs_path, sealing_key=bool(sealing_secrets(settings)))
 
 
 def open_client(
@@ -87,7 +90,8 @@ def open_client(
         ArchiveHook(Alerts(client).on_archived),  # `when: archived` alert rules, as a task is archived
     ):
         broker.add_middleware(middleware)
-    declare_project(broker, project, _handlers(client))
+    declare_project(broker, project, _handlers(client), client.sealer)
+    RedactMessages.install(project)
     return client
 
 
@@ -116,6 +120,7 @@ def worker_broker() -> JobkitBroker:
     except SettingsError as exc:
         print(f"jobkit: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    check_eviction_policy(client.redis, "worker")
     set_default_client(client)
     return client.broker
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from importlib.metadata import version
+from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.datastructures import State
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from jobkit.api.dashboard import DASHBOARD_ROUTES
@@ -18,13 +21,28 @@ from jobkit.bootstrap import open_client
 from jobkit.config.settings import Settings
 from jobkit.errors import JobkitError
 from jobkit.scheduling.dynamic import Schedules
-from jobkit.services.auth import load_secret
+from jobkit.services.auth import Revocations, load_secret
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
+from jobkit.services.redis_policy import check_eviction_policy
 from jobkit.services.system import System
 from jobkit.store.connection import fail_fast
 
-__all__ = ["create_app"]
+__all__ = ["BODY_OVERHEAD", "create_app", "json_bodies_only"]
+
+#: Room in a request body for what is not payload: dispatch options, a batch's list brackets.
+BODY_OVERHEAD = 16 * 1024
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+async def json_bodies_only(request: Request[Any, Any, Any]) -> None:
+    """A request that carries a body must say it is JSON (415 otherwise): a `text/plain` body is not parsed."""
+    if request.method in _BODY_METHODS and request.headers.get("content-length", "0") not in ("", "0"):
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise HTTPException(
+                status_code=415, detail=f"the body must be application/json, found {media_type or 'no content type'!r}"
+            )
 
 
 def create_app(
@@ -36,19 +54,27 @@ def create_app(
         client = open_client(settings)
     settings = client.settings
     fail_fast(client.redis)
+    check_eviction_policy(client.redis, "api")
     secret = secret or load_secret(settings)
     if not secret:
         raise JobkitError("no API secret: set JOBKIT_SECRET (at least 32 characters), or run `jobkit up` once")
-    services = Services(client, Queues(client), Schedules(client), System(client), secret)
+    revocations = Revocations(client.redis, client.keys)
+    services = Services(client, Queues(client), Schedules(client), System(client), secret, revocations)
     return Litestar(
         route_handlers=[JobsController, *SYSTEM_ROUTES, health, metrics, *DASHBOARD_ROUTES],
         state=State({"services": services}),
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=json_bodies_only,
+        # A body larger than any task takes is refused (413) before it is read whole, let alone parsed; the message
+        # builder then holds each task to its own max_payload.
+        request_max_body_size=client.project.largest_payload() + BODY_OVERHEAD,
         openapi_config=OpenAPIConfig(
             title="jobkit",
             version=version("jobkit"),
             description="Queues, tasks and schedules of a jobkit project. Errors: {status_code, detail}.",
             path="/schema",
+            # The JSON document only: the HTML viewers Litestar ships load their scripts from a CDN.
+            render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
             components=Components(
                 security_schemes={BEARER: SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
             ),

@@ -7,6 +7,7 @@ instead, so one shape (``ErrorBody``) documents every error response.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -14,6 +15,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from redis.exceptions import RedisError
 
 from jobkit.api.schemas import DuplicateBody, ErrorBody
+from jobkit.config.payloads import MAX_DEPTH
 from jobkit.errors import (
     AuthError,
     Conflict,
@@ -48,9 +50,20 @@ def _validation_detail(exc: ValidationException) -> str:
     return str(exc.detail)
 
 
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+#: A field the seed's clients send that jobkit refuses on purpose, and why.
+_REFUSED_FIELDS = {"query": "raw SQL is never accepted: name an export declared under `exports:` in jobs.yaml"}
+
+
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     if isinstance(exc, ValidationException):
-        return error_response(400, _validation_detail(exc))
+        detail = _validation_detail(exc)
+        unknown = _UNKNOWN_FIELD.search(detail)
+        if unknown:  # a well-formed body with a field the route does not take: 422 naming it
+            field = unknown.group(1)
+            hint = _REFUSED_FIELDS.get(field, "the route does not take it; see /schema for the body it takes")
+            return error_response(422, f"body.{field}: unknown field ({hint})")
+        return error_response(400, detail)
     return error_response(exc.status_code, str(exc.detail))
 
 
@@ -64,6 +77,10 @@ def _service(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorB
     if isinstance(exc, PayloadError | DispatchError | InvalidRequest | JobkitError):
         return error_response(422, str(exc))  # any other refusal of a service: the input, not the server
     return _unexpected(request, exc)
+
+
+def _too_deep(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    return error_response(400, f"body: nests lists or mappings deeper than the {MAX_DEPTH} levels a payload may have")
 
 
 def _duplicate(request: Request[Any, Any, Any], exc: DuplicateTask) -> Response[DuplicateBody]:
@@ -99,5 +116,6 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     RedisError: _redis,
     ConnectionError: _redis,
     TimeoutError: _redis,
+    RecursionError: _too_deep,  # msgspec gives up on a body nested some thousand levels deep
     Exception: _unexpected,
 }

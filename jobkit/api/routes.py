@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from redis.exceptions import RedisError
@@ -35,8 +36,9 @@ from jobkit.api.schemas import (
     Triggered,
     WorkflowState,
 )
-from jobkit.api.security import BEARER, claims_of, require_role
+from jobkit.api.security import BEARER, claims_of, may_read_task, require_role
 from jobkit.builtin.exports import export_payload
+from jobkit.config.payloads import MAX_DEPTH
 from jobkit.durations import parse_duration
 from jobkit.engine.messages import DISPATCH_OPTIONS
 from jobkit.errors import (
@@ -49,6 +51,7 @@ from jobkit.errors import (
     UnknownTask,
 )
 from jobkit.scheduling.dynamic import ScheduleInfo, Schedules
+from jobkit.services.auth import Revocations
 from jobkit.services.client import Client, TaskRef
 from jobkit.services.health import latest as latest_health
 from jobkit.services.metrics import CONTENT_TYPE, live_workers, render
@@ -58,8 +61,11 @@ from jobkit.services.system import System
 __all__ = ["JobsController", "Services", "health", "metrics"]
 
 State = Literal["pending", "active", "scheduled", "retry", "archived", "completed"]
-#: Reading is open to ``user`` tokens (the dashboard's read-only view); every change needs ``admin``.
-READ = {"role": "user"}
+#: Reads need a viewer (or admin) token, triggers a user (or admin) token, every change an admin token.
+READ = {"role": "viewer"}
+TRIGGER = {"role": "user"}
+#: A task's own page: viewer and admin tokens, and a user token for the tasks it triggered.
+OWN_TASK = {"role": "viewer", "owner": True}
 #: What a trigger body may carry besides the payload.
 _TRIGGER_OPTIONS = ("delay", "at", "queue")
 
@@ -73,24 +79,32 @@ class Services:
     schedules: Schedules
     system: System
     secret: str
+    revocations: Revocations
 
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
     texts = {
         400: "Malformed request (the field is named)",
-        401: "Missing, invalid or expired token",
-        403: "The token's role may not use this route",
+        401: "Missing, invalid, expired or revoked token",
+        403: "The token's role may not use this route (the role it needs is named)",
         404: "Unknown queue, task or entry",
         409: "Not allowed in the current state",
-        422: "Input the task or service refuses (the field is named)",
+        413: "The body is larger than any task takes",
+        415: "The body is not application/json",
+        422: "Input the task or service refuses, or a field the body may not have (the field is named)",
         503: "Redis is unreachable",
     }
     return {code: ResponseSpec(ErrorBody, description=texts[code]) for code in (401, 403, 503, *codes)}
 
 
+def _body_errors(*codes: int) -> dict[int, ResponseSpec]:
+    """The answers of a route that takes a JSON body."""
+    return _errors(400, 413, 415, 422, *codes)
+
+
 #: A trigger may also meet a unique task that is already queued: 409 with the holder's id.
 _TRIGGER_ERRORS = {
-    **_errors(400, 404, 422),
+    **_body_errors(404),
     409: ResponseSpec(DuplicateBody, description="A unique task with the same key is already queued or running"),
 }
 
@@ -123,12 +137,30 @@ def _dispatch_options(task: str, body: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-async def _dispatch(services: Services, task: str, payload: dict[str, Any], options: dict[str, Any]) -> TaskRef:
+async def _dispatch(
+    request: Request[Any, Any, Any], task: str, payload: dict[str, Any], options: dict[str, Any]
+) -> TaskRef:
     # Awaited on asyncio Redis: no worker thread per request, and the loop serves others while Redis answers.
+    if _depth(payload) > MAX_DEPTH:
+        raise ValidationException(
+            f"body: nests lists or mappings deeper than the {MAX_DEPTH} levels a payload may have"
+        )
+    services = _services(request)
     try:
-        return await services.client.dispatch_async(task, **options, **payload)
+        return await services.client.dispatch_async(task, triggered_by=claims_of(request).sub, **options, **payload)
     except UnknownQueue as exc:  # in a body, an unknown queue is bad input rather than a missing resource
         raise InvalidRequest(f"queue: {exc}") from None
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and mappings nest in ``value`` (without recursion: a hostile body may nest very deep)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 class JobsController(Controller):
@@ -157,7 +189,7 @@ class JobsController(Controller):
     @post(
         "/trigger/email",
         status_code=202,
-        opt={"role": "user"},
+        opt=TRIGGER,
         responses=_TRIGGER_ERRORS,
     )
     async def trigger_email(self, request: Request[Any, Any, Any], data: JSONBody[EmailTrigger]) -> Triggered:
@@ -165,13 +197,13 @@ class JobsController(Controller):
         payload: dict[str, Any] = {"to": data.to, "subject": data.subject, "body": data.body}
         if data.data is not None:
             payload["data"] = data.data
-        ref = await _dispatch(_services(request), "email:send", payload, {})
+        ref = await _dispatch(request, "email:send", payload, {})
         return Triggered("Email queued successfully", "queued", ref.id, ref.task, ref.queue)
 
     @post(
         "/trigger/export",
         status_code=202,
-        opt={"role": "user"},
+        opt=TRIGGER,
         responses=_TRIGGER_ERRORS,
     )
     async def trigger_export(self, request: Request[Any, Any, Any], data: JSONBody[ExportTrigger]) -> ExportTriggered:
@@ -189,11 +221,11 @@ class JobsController(Controller):
             services.client.project, user_id, data.export_type, data.export, data.params, data.filename
         )  # 422 on a bad one
         filename = payload["filename"]
-        ref = await _dispatch(services, "export:process", payload, {})
+        ref = await _dispatch(request, "export:process", payload, {})
         return ExportTriggered("Export job queued successfully", filename, "queued", ref.id)
 
     @post(
-        "/trigger/{task:str}", status_code=202, opt={"role": "user"},
+        "/trigger/{task:str}", status_code=202, opt=TRIGGER,
         responses=_TRIGGER_ERRORS,
     )  # fmt: skip
     async def trigger(
@@ -206,7 +238,7 @@ class JobsController(Controller):
         if workflow is not None:  # a workflow name starts a run; its id is the task_id
             if not workflow.api:
                 raise UnknownTask(f"workflow {task!r} cannot be triggered through the API (declare it with api: true)")
-            ref = await _dispatch(services, task, dict(data), {})
+            ref = await _dispatch(request, task, dict(data), {})
             return Triggered(f"workflow {task} started", "queued", ref.id, ref.task, ref.queue)
         spec = services.client.task_spec(task)
         if not spec.api:
@@ -215,13 +247,16 @@ class JobsController(Controller):
         if reserved:
             raise InvalidRequest(f"{reserved[0]}: a dispatch option the API does not take; it is not a payload field")
         payload = {k: v for k, v in data.items() if k not in _TRIGGER_OPTIONS}
-        ref = await _dispatch(services, task, payload, _dispatch_options(task, data))
+        ref = await _dispatch(request, task, payload, _dispatch_options(task, data))
         return Triggered(f"{task} queued successfully", "queued", ref.id, ref.task, ref.queue)
 
-    @get("/workflows/{workflow_id:str}", sync_to_thread=True, opt=READ, responses=_errors(404))
+    @get("/workflows/{workflow_id:str}", sync_to_thread=True, opt=OWN_TASK, responses=_errors(404))
     def workflow(self, request: Request[Any, Any, Any], workflow_id: FromPath[str]) -> WorkflowState:
-        """A workflow run: its status, the step that failed (if one did), and every step's tasks and states."""
-        return WorkflowState.of(_services(request).queues.workflow(workflow_id))
+        """A workflow run: its status, the step that failed (if one did), and every step's tasks and states; a user
+        token reads only the runs it started."""
+        found = _services(request).queues.workflow(workflow_id)
+        may_read_task(claims_of(request), found.get("triggered_by"))
+        return WorkflowState.of(found)
 
     @get("/limits/{task:str}", sync_to_thread=True, opt=READ, responses=_errors(404))
     def limits(self, request: Request[Any, Any, Any], task: FromPath[str]) -> TaskLimits:
@@ -258,9 +293,12 @@ class JobsController(Controller):
         total, infos = _services(request).queues.tasks(queue, task_state, page, size)
         return TaskPage(queue, task_state, page, size, total, infos)
 
-    @get("/task/{queue:str}/{task_id:str}", sync_to_thread=True, opt=READ, responses=_errors(404))
+    @get("/task/{queue:str}/{task_id:str}", sync_to_thread=True, opt=OWN_TASK, responses=_errors(404))
     def task(self, request: Request[Any, Any, Any], queue: FromPath[str], task_id: FromPath[str]) -> TaskInfo:
-        return _services(request).queues.task(queue, task_id)
+        """A task; a user token reads only the tasks it triggered."""
+        info = _services(request).queues.task(queue, task_id)
+        may_read_task(claims_of(request), info.triggered_by)
+        return info
 
     @delete("/task/{queue:str}/{task_id:str}", status_code=200, sync_to_thread=True, responses=_errors(404, 409))
     def delete_task(self, request: Request[Any, Any, Any], queue: FromPath[str], task_id: FromPath[str]) -> DeletedTask:
@@ -268,7 +306,7 @@ class JobsController(Controller):
         state = _services(request).queues.delete(queue, task_id)
         return DeletedTask(queue, task_id, True, state)
 
-    @post("/retry", status_code=200, sync_to_thread=True, responses=_errors(400, 404, 409))
+    @post("/retry", status_code=200, sync_to_thread=True, responses=_body_errors(404, 409))
     def retry(self, request: Request[Any, Any, Any], data: JSONBody[RetryRequest]) -> Retried:
         """Run an archived, retry or scheduled task now (an archived one with a fresh retry budget)."""
         previous = _services(request).queues.retry(data.queue, data.task_id)
@@ -279,7 +317,7 @@ class JobsController(Controller):
         """Every entry (schedules.yaml, periodiq, API) with its next run time, soonest first."""
         return ScheduleList(_services(request).schedules.list())
 
-    @post("/schedules", status_code=201, sync_to_thread=True, responses=_errors(400, 404, 422))
+    @post("/schedules", status_code=201, sync_to_thread=True, responses=_body_errors(404))
     def add_schedule(self, request: Request[Any, Any, Any], data: JSONBody[NewSchedule]) -> ScheduleInfo:
         """Create a one-time (``at``) or recurring (``every`` or ``cron``) entry."""
         schedules = _services(request).schedules

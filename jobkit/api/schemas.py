@@ -6,9 +6,11 @@ are the ones SPEC §5 fixes and cannot drift from what the CLI prints with ``--j
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+
+import msgspec
 
 from jobkit.scheduling.dynamic import ScheduleInfo
 from jobkit.services.queues import QueueStats, TaskInfo
@@ -39,6 +41,10 @@ __all__ = [
 ]
 
 
+class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A request body: a field it does not declare is refused (422 naming it), never silently dropped."""
+
+
 @dataclass
 class ErrorBody:
     """Every error: the HTTP status again, and a sentence saying what is wrong (naming the field, if one is)."""
@@ -67,8 +73,7 @@ class HistoryPage:
     history: list[HistoryRow]
 
 
-@dataclass
-class EmailTrigger:
+class EmailTrigger(Strict):
     to: str
     subject: str
     body: str
@@ -76,12 +81,11 @@ class EmailTrigger:
     """Values for ``$name`` placeholders in the subject and body."""
 
 
-@dataclass
-class ExportTrigger:
+class ExportTrigger(Strict):
     export_type: Literal["csv", "excel", "pdf"]
     export: str
     """The name of a query declared under ``exports:`` in jobs.yaml (never SQL)."""
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
     user_id: int | str | None = None
     """Whose export; an admin may name anyone, a user token exports for its own ``sub``."""
     filename: str | None = None
@@ -141,8 +145,7 @@ class DeletedTask:
     """The state the task was in."""
 
 
-@dataclass
-class RetryRequest:
+class RetryRequest(Strict):
     queue: str
     task_id: str
 
@@ -161,12 +164,11 @@ class ScheduleList:
     schedules: list[ScheduleInfo]
 
 
-@dataclass
-class NewSchedule:
+class NewSchedule(Strict):
     """A one-time entry (``at``) or a recurring one (``every`` or ``cron``): exactly one of the three."""
 
     task: str
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
     at: datetime | None = None
     every: str | None = None
     """A duration like ``5m``; fires are anchored to the Unix epoch."""
@@ -231,6 +233,8 @@ class WorkflowState:
     created_at: str | None
     finished_at: str | None
     steps: list[WorkflowStepState]
+    triggered_by: str | None = None
+    """The ``sub`` of the API token that started the run."""
 
     @classmethod
     def of(cls, info: dict[str, Any]) -> WorkflowState:
@@ -251,6 +255,7 @@ class WorkflowState:
             created_at=info.get("created_at"),
             finished_at=info.get("finished_at"),
             steps=steps,
+            triggered_by=info.get("triggered_by"),
         )
 
 

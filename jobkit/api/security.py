@@ -1,7 +1,18 @@
-"""Bearer-token guards: ``user`` tokens may trigger tasks, everything else under ``/api/jobs`` needs ``admin``."""
+"""Bearer-token guards. Each route says in its ``opt`` which role it needs:
+
+- ``{"role": "admin"}`` (the default): changes (pause, delete, retry, cancel, schedules) — admin tokens only;
+- ``{"role": "viewer"}``: reads (stats, tasks, schedules, workers, history) — viewer and admin tokens;
+- ``{"role": "user"}``: triggers of ``api: true`` tasks — user and admin tokens;
+- ``{"role": "viewer", "owner": True}``: a task's own page — viewer and admin tokens, and a user token for the tasks
+  its own ``sub`` triggered (the route checks the task).
+
+Anything else is 403 naming the role the route needs. A revoked token is 401, within a second of ``jobkit token
+revoke`` (see :class:`~jobkit.services.auth.Revocations`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -9,35 +20,54 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 
 from jobkit.errors import AuthError
-from jobkit.services.auth import Claims, verify_token
+from jobkit.services.auth import Claims, Revocations, verify_token
 
-__all__ = ["BEARER", "claims_of", "require_role"]
+__all__ = ["ALLOWED", "BEARER", "claims_of", "may_read_task", "require_role"]
 
 BEARER = "BearerToken"
 _PREFIX = "bearer "
+#: The roles each route role admits.
+ALLOWED = {"admin": ("admin",), "viewer": ("viewer", "admin"), "user": ("user", "admin")}
+_NEEDS = {"admin": "an admin token", "viewer": "a viewer or admin token", "user": "a user or admin token"}
 
 
-def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Claims:
+async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Claims:
     header = connection.headers.get("authorization", "")
     if not header[: len(_PREFIX)].lower() == _PREFIX:
         raise NotAuthorizedException("missing bearer token (send Authorization: Bearer <token>; see `jobkit token`)")
-    secret: str = connection.app.state.services.secret
+    services = connection.app.state.services
     try:
-        return verify_token(secret, header[len(_PREFIX) :].strip())
+        claims = verify_token(services.secret, header[len(_PREFIX) :].strip())
     except AuthError as exc:
         raise NotAuthorizedException(str(exc)) from None
+    revocations: Revocations = services.revocations
+    if revocations.stale():  # at most once a second: off the event loop
+        await asyncio.to_thread(revocations.refresh)
+    if revocations.revoked(claims.jti):
+        raise NotAuthorizedException("token revoked")
+    return claims
 
 
 async def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Guard: a valid token whose role is the handler's ``opt["role"]`` (default admin) or admin. Async on purpose:
-    Litestar runs a sync guard in a worker thread, and checking an HS256 signature takes microseconds."""
-    claims = _authenticate(connection)
+    """Guard: a valid, unrevoked token whose role the handler's ``opt["role"]`` admits. Async on purpose: Litestar
+    runs a sync guard in a worker thread, and checking an HS256 signature takes microseconds."""
+    claims = await _authenticate(connection)
     needed = handler.opt.get("role", "admin")
-    if needed == "admin" and claims.role != "admin":
-        raise PermissionDeniedException(f"this route needs an admin token; {claims.sub!r} has role {claims.role!r}")
+    allowed = ALLOWED[needed]
+    if claims.role not in allowed and not (handler.opt.get("owner") and claims.role == "user"):
+        raise PermissionDeniedException(f"this route needs {_NEEDS[needed]}; {claims.sub!r} has role {claims.role!r}")
     connection.state.claims = claims
 
 
 def claims_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Claims:
     claims: Claims = connection.state.claims
     return claims
+
+
+def may_read_task(claims: Claims, triggered_by: str | None) -> None:
+    """A user token reads only the tasks its own ``sub`` triggered (viewer and admin tokens read every task)."""
+    if claims.role == "user" and triggered_by != claims.sub:
+        raise PermissionDeniedException(
+            f"a user token reads only the tasks it triggered; this one needs a viewer or admin token "
+            f"({claims.sub!r} has role 'user')"
+        )

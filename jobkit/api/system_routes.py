@@ -29,12 +29,12 @@ class SystemController(Controller):
     security = [{BEARER: []}]
     tags = ["system"]
 
-    @get("/workers", sync_to_thread=True, opt={"role": "user"})
+    @get("/workers", sync_to_thread=True, opt={"role": "viewer"})
     def workers(self, request: Request[Any, Any, Any]) -> WorkerList:
         """Live workers (heartbeat within the timeout): host, pid, queues, start time, busy threads."""
         return WorkerList(_system(request).workers())
 
-    @get("/redis", sync_to_thread=True, opt={"role": "user"})
+    @get("/redis", sync_to_thread=True, opt={"role": "viewer"})
     def redis(self, request: Request[Any, Any, Any]) -> RedisInfo:
         """Server version, memory, clients and key count."""
         return _system(request).redis_info()

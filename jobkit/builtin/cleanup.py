@@ -35,7 +35,7 @@ class CleanupReport:
     roots: list[str] = field(default_factory=list)
 
 
-@needs_client
+@needs_client()
 def cleanup_old_files(client: Client, older_than: str = "30d", dry_run: bool = False) -> None:
     """Delete (or with ``dry_run``, count) files last modified more than ``older_than`` ago."""
     try:

@@ -16,20 +16,32 @@ from string import Template
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from jobkit.builtin.mail import build_message, mailer_for
+from jobkit.builtin.mail import build_message, header_problem, mailer_for
 from jobkit.config.settings import Settings
-from jobkit.errors import BadMessage, SkipRetry
+from jobkit.errors import BadMessage, PayloadError, SkipRetry
 from jobkit.services.client import Client, needs_client
 
 __all__ = ["build_link", "send_email", "send_password_reset_email", "send_verification_email"]
 
 log = logging.getLogger("jobkit.mail")
 
+
+def headers_in(*fields: str) -> Callable[[dict[str, Any]], None]:
+    """A dispatch-time check: none of ``fields`` (the ones that become mail headers) breaks a header line."""
+
+    def validate(payload: dict[str, Any]) -> None:
+        for field in fields:
+            if problem := header_problem(field, payload.get(field)):
+                raise PayloadError(problem)
+
+    return validate
+
+
 VERIFY_PATH = "/verify-email"
 RESET_PATH = "/reset-password"
 
 
-@needs_client
+@needs_client(validate=headers_in("to", "subject"))
 def send_email(
     client: Client, to: str, subject: str, body: str, data: dict[str, Any] | None = None, html: str | None = None
 ) -> None:
@@ -55,14 +67,14 @@ def send_email(
     )
 
 
-@needs_client
+@needs_client(sensitive=("token",), validate=headers_in("to", "name"))
 def send_verification_email(client: Client, to: str, name: str, token: str, base_url: str) -> None:
     """The "verify your email address" mail, linking to ``<base_url>/verify-email?token=<token>``."""
     link = build_link(base_url, VERIFY_PATH, token)
     _send_template(client.settings, to, name, "verification", "Verify your email address", link)
 
 
-@needs_client
+@needs_client(sensitive=("token",), validate=headers_in("to", "name"))
 def send_password_reset_email(client: Client, to: str, name: str, token: str, base_url: str) -> None:
     """The "reset your password" mail, linking to ``<base_url>/reset-password?token=<token>``."""
     link = build_link(base_url, RESET_PATH, token)

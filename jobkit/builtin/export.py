@@ -19,7 +19,7 @@ __all__ = ["process_export"]
 log = logging.getLogger("jobkit.export")
 
 
-@needs_client
+@needs_client()
 def process_export(
     client: Client,
     export_type: str,

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from jobkit.config.model import ExportSpec, Project
 from jobkit.config.settings import Settings
 from jobkit.errors import DispatchError, ExportError, did_you_mean
+from jobkit.store.files import private_directory
 
 __all__ = [
     "EXPORT_TYPES",
@@ -190,7 +191,7 @@ def _batches(cursor: sqlite3.Cursor) -> Iterator[list[Any]]:
 
 @contextmanager
 def _atomic(target: Path) -> Iterator[IO[bytes]]:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(target.parent)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}-")
     try:
         with os.fdopen(handle, "wb") as stream:
@@ -310,7 +311,7 @@ def ensure_demo_database(settings: Settings) -> Path | None:
     path = settings.database_path
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".db")
     os.close(handle)
     try:

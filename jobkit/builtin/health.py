@@ -15,7 +15,7 @@ __all__ = ["health_check"]
 log = logging.getLogger("jobkit.health")
 
 
-@needs_client
+@needs_client()
 def health_check(client: Client, latency_threshold: str = "5m") -> dict[str, Any]:
     """Redis ping, live workers, slow queues, paused queues with a growing backlog; evaluates the alert rules and
     stores the result for ``/health`` (see :mod:`jobkit.services.health`). Redis down raises, so the policy applies."""

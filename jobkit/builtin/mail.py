@@ -24,6 +24,7 @@ from typing import Protocol
 from jobkit.config.addresses import check_address
 from jobkit.config.settings import Settings
 from jobkit.errors import BadMessage, MailUnavailable
+from jobkit.store.files import private_directory
 
 __all__ = [
     "BadMessage",
@@ -33,6 +34,7 @@ __all__ = [
     "SmtpMailer",
     "build_message",
     "check_address",
+    "header_problem",
     "mailer_for",
     "text_to_html",
 ]
@@ -40,9 +42,20 @@ __all__ = [
 SMTP_TIMEOUT_S = 30.0
 
 
+#: Characters no mail header may carry: a line break would start a header of the sender's choosing.
+HEADER_BREAKERS = ("\r", "\n", "\x00")
+
+
+def header_problem(field: str, value: object) -> str | None:
+    """Why ``value`` cannot go into a mail header, or None."""
+    if isinstance(value, str) and any(char in value for char in HEADER_BREAKERS):
+        return f"{field}: contains a line break or NUL, which could inject mail headers (use one line of text)"
+    return None
+
+
 def _check_header(field: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise BadMessage(f"{field}: contains a line break, which could inject mail headers (use one line of text)")
+    if problem := header_problem(field, value):
+        raise BadMessage(problem)
     return value
 
 
@@ -92,7 +105,7 @@ class FileMailer:
         self.directory = directory
 
     def send(self, message: EmailMessage) -> str:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self.directory)
         target = self.directory / f"{uuid.uuid4().hex}.eml"
         handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".eml")
         try:

@@ -18,7 +18,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
-from jobkit.builtin.email import send_email
+from jobkit.builtin.email import headers_in, send_email
 from jobkit.errors import SkipRetry, WebhookUnavailable
 from jobkit.services.client import Client, needs_client
 
@@ -33,7 +33,7 @@ TIMESTAMP_HEADER = "X-Jobkit-Timestamp"
 _RETRY_STATUSES = {408, 425, 429}
 
 
-@needs_client
+@needs_client(sensitive=("url.query",), validate=headers_in("to", "title"))
 def send_notification(
     client: Client,
     channel: str,

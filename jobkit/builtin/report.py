@@ -21,7 +21,7 @@ __all__ = ["generate_report"]
 log = logging.getLogger("jobkit.reports")
 
 
-@needs_client
+@needs_client()
 def generate_report(client: Client, period: str = "week", to: str | None = None) -> dict[str, str]:
     """Write the report of the last ``period`` (``day``, ``week`` or ``month``); returns the files' paths."""
     if not isinstance(period, str) or period not in PERIODS:

@@ -29,8 +29,10 @@ from jobkit.errors import ConfigError, DurationError, JobkitError, Problem, Usag
 from jobkit.scheduling.dynamic import Schedules
 from jobkit.scheduling.fire_loop import Scheduler
 from jobkit.scheduling.periodiq import periodiq_schedules
-from jobkit.services.auth import ensure_secret, mint_token
+from jobkit.services.auth import ensure_secret, mint_token, sealing_secrets
+from jobkit.services.redis_policy import check_eviction_policy
 from jobkit.store.embedded import EmbeddedRedis
+from jobkit.store.files import private_directory
 
 __all__ = ["main"]
 
@@ -40,7 +42,7 @@ def _settings() -> Settings:
 
 
 def _project(settings: Settings) -> Project:
-    return load_project(settings.jobs_path)
+    return load_project(settings.jobs_path, sealing_key=bool(sealing_secrets(settings)))
 
 
 # -- commands --------------------------------------------------------------------------------------------------------
@@ -122,6 +124,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = _settings()
     project = _project(settings)
+    private_directory(settings.data_dir)  # the embedded Redis's AOF, mails, exports and the secret live in it
     env = dict(os.environ)
     env.setdefault("JOBKIT_LOG_SUCCESS", "1")  # on a laptop, every finished task shows in the terminal
     redis_server: EmbeddedRedis | None = None
@@ -213,6 +216,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     schedules = _schedule_file(settings, project)
     entries = [*(schedules.schedules.values() if schedules else []), *periodiq_schedules(args.periodiq, project)]
     scheduler = Scheduler(open_client(settings, project), grace=grace)
+    check_eviction_policy(scheduler.client.redis, "scheduler")
     done = scheduler.store.reconcile(entries)
     print(
         f"jobkit scheduler: {len(entries)} entries from files and code "

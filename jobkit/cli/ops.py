@@ -15,7 +15,7 @@ from jobkit.bootstrap import open_client
 from jobkit.config.settings import Settings
 from jobkit.durations import parse_duration
 from jobkit.errors import DurationError, UsageError
-from jobkit.services.auth import load_secret, mint_token
+from jobkit.services.auth import ROLES, Revocations, load_secret, mint_token, token_id
 from jobkit.services.queues import Queues
 
 __all__ = ["add_commands"]
@@ -104,14 +104,29 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    """``jobkit token --sub NAME --role ROLE [--ttl 1h]`` mints a token; ``jobkit token revoke ID`` revokes one."""
+    settings = Settings.from_env()
+    if args.action:
+        if args.action[0] != "revoke" or len(args.action) != 2:
+            raise UsageError(f"expected `jobkit token revoke ID`, found `jobkit token {' '.join(args.action)}`")
+        client = open_client(settings)
+        Revocations(client.redis, client.keys).revoke(args.action[1])
+        print(f"token {args.action[1]} revoked (refused by every API process within a second)")
+        return 0
+    if not args.sub or not args.role:
+        raise UsageError("--sub and --role are needed to mint a token (or: jobkit token revoke ID)")
     try:
         ttl = parse_duration(args.ttl)
     except DurationError as exc:
         raise UsageError(f"--ttl: {exc}") from None
-    secret = load_secret(Settings.from_env())
+    secret = load_secret(settings)
     if secret is None:
         raise UsageError("no secret to sign with: set JOBKIT_SECRET, or run `jobkit up` once (it creates one)")
-    print(mint_token(secret, args.sub, args.role, ttl))
+    token = mint_token(secret, args.sub, args.role, ttl, settings.token_max_ttl)
+    print(token)
+    print(
+        f"jobkit: token id {token_id(token)} (revoke it with `jobkit token revoke {token_id(token)}`)", file=sys.stderr
+    )
     return 0
 
 
@@ -154,10 +169,11 @@ def add_commands(sub: Any) -> None:
         command.add_argument("queue")
         command.add_argument("task_id")
         command.set_defaults(func=func)
-    token = sub.add_parser("token", help="mint an API bearer token")
-    token.add_argument("--sub", required=True, help="who holds the token")
-    token.add_argument("--role", required=True, choices=("admin", "user"))
-    token.add_argument("--ttl", default="1h", help="how long it is valid (1h)")
+    token = sub.add_parser("token", help="mint an API bearer token, or `jobkit token revoke ID`")
+    token.add_argument("action", nargs="*", metavar="revoke ID", help="revoke the token with this id")
+    token.add_argument("--sub", help="who holds the token")
+    token.add_argument("--role", choices=ROLES, help="admin (everything), viewer (reads), user (triggers)")
+    token.add_argument("--ttl", default="1h", help="how long it is valid (1h; at most JOBKIT_TOKEN_MAX_TTL, 30d)")
     token.set_defaults(func=cmd_token)
     api = sub.add_parser("api", help="serve the REST API and dashboard (127.0.0.1:8000 by default)")
     api.add_argument("--host", help="JOBKIT_API_HOST (127.0.0.1)")

@@ -14,6 +14,7 @@ import yaml
 from jobkit.config.alerts_file import parse_alerts
 from jobkit.config.imports import ensure_import_path, import_exception, import_handler
 from jobkit.config.model import (
+    DEFAULT_MAX_PAYLOAD,
     DEFAULT_QUEUE,
     DEFAULT_RETENTION,
     DEFAULT_RETRY,
@@ -41,12 +42,13 @@ _RESERVED = re.compile(r"__.*__")
 _EXPORT_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")
 _READ_ONLY_START = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
 
-TOP_KEYS = ["queues", "priority", "worker", "defaults", "tasks", "exports", "workflows", "alerts"]
+TOP_KEYS = ["queues", "priority", "worker", "defaults", "tasks", "exports", "workflows", "alerts", "max_payload"]
 WORKER_KEYS = ["processes", "threads", "shutdown_timeout"]
 POLICY_KEYS = ["queue", "max_retries", "backoff", "timeout", "retention", "retry_on", "skip_retry_on"]
 # Flow control (issue 8), per task only: a default uniqueness or rate would silently couple unrelated tasks.
 FLOW_KEYS = ["unique", "unique_key", "rate_limit", "concurrency"]
-TASK_KEYS = ["handler", *POLICY_KEYS, "api", *FLOW_KEYS]
+TASK_KEYS = ["handler", *POLICY_KEYS, "api", *FLOW_KEYS, "sensitive", "max_payload"]
+_SENSITIVE_PATH = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 WORKFLOW_KEYS = ["steps", "api"]
 STEP_KEYS = ["task", "payload"]
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*")
@@ -75,21 +77,24 @@ class _Policy:
     nodes: dict[str, yaml.Node]
 
 
-def load_project(path: str | Path) -> Project:
-    """Read and check jobs.yaml; raises :class:`~jobkit.errors.ConfigError` listing every problem."""
+def load_project(path: str | Path, *, sealing_key: bool = True) -> Project:
+    """Read and check jobs.yaml; raises :class:`~jobkit.errors.ConfigError` listing every problem. With
+    ``sealing_key=False`` (no encryption key configured), a ``sensitive:`` key is one of them."""
     path = Path(path)
     reader, root = Reader.open(path)
     ensure_import_path(str(path.parent))
-    project = _Loader(reader, str(path)).project(root)
+    project = _Loader(reader, str(path), sealing_key).project(root)
     reader.raise_if_any()
     assert project is not None
     return project
 
 
 class _Loader:
-    def __init__(self, reader: Reader, source: str) -> None:
+    def __init__(self, reader: Reader, source: str, sealing_key: bool = True) -> None:
         self.r = reader
         self.source = source
+        self.sealing_key = sealing_key
+        self.max_payload = DEFAULT_MAX_PAYLOAD
 
     def project(self, root: yaml.Node) -> Project | None:
         top = self.r.mapping(root, "", TOP_KEYS)
@@ -98,6 +103,8 @@ class _Loader:
             self.r.problem(root, "queues", "missing", "declare at least one queue, e.g. queues: {default: {weight: 1}}")
         priority = self.priority(top["priority"]) if "priority" in top else "weighted"
         worker = self.worker(top["worker"]) if "worker" in top else WorkerSpec()
+        if "max_payload" in top:
+            self.max_payload = self.r.size(top["max_payload"].node, "max_payload") or DEFAULT_MAX_PAYLOAD
         defaults = self.policy(top["defaults"].node, "defaults", POLICY_KEYS) if "defaults" in top else None
         if defaults is not None:
             self.check_queue(defaults, "defaults", queues)
@@ -118,6 +125,7 @@ class _Loader:
             default_queue=default_queue,
             workflows=workflows,
             alerts=alerts,
+            max_payload=self.max_payload,
         )
 
     # -- sections ---------------------------------------------------------------------------------------------------
@@ -217,23 +225,45 @@ class _Loader:
                 value = self.rate_limit(item.node, key_path)
             elif item.key == "concurrency":
                 value = self.r.integer(item.node, key_path, 1, 100_000)
+            elif item.key == "sensitive":
+                value = self.sensitive(item.node, key_path)
+            elif item.key == "max_payload":
+                value = self.r.size(item.node, key_path)
             if value is not None:
                 policy.values[item.key] = value
                 policy.nodes[item.key] = item.node
         return policy
+
+    def sensitive(self, node: yaml.Node, path: str) -> tuple[str, ...] | None:
+        """Payload paths: ``token``, ``headers.authorization``, ``url.query`` (the query string of ``url``)."""
+        names = self.r.names(node, path)
+        if names is None:
+            return None
+        items = [node] if isinstance(node, yaml.ScalarNode) else list(node.value)
+        for name, item in zip(names, items, strict=True):
+            if not _SENSITIVE_PATH.fullmatch(name):
+                self.r.problem(
+                    item,
+                    path,
+                    f"invalid payload path {name!r}",
+                    "field names joined by dots, e.g. headers.authorization",
+                )
+                return None
+        return names
 
     def exceptions(self, node: yaml.Node, path: str) -> tuple[str, ...] | None:
         names = self.r.names(node, path)
         if names is None:
             return None
         items = [node] if isinstance(node, yaml.ScalarNode) else list(node.value)
+        found = True
         for name, item in zip(names, items, strict=True):
             try:
                 import_exception(name)
-            except ImportProblem as exc:
+            except ImportProblem as exc:  # report every bad item, not only the first
                 self.r.problem(item, path, exc.message, exc.hint)
-                return None
-        return names
+                found = False
+        return names if found else None
 
     def check_queue(self, policy: _Policy, path: str, queues: dict[str, QueueSpec]) -> None:
         name = policy.values.get("queue")
@@ -263,7 +293,15 @@ class _Loader:
                 if "handler" not in own.nodes:
                     self.r.problem(item.key_node, f"{path}.handler", "missing", "module:function of the task's code")
                 continue
-            self.check_handler(handler, own.nodes["handler"], f"{path}.handler")
+            declared = self.check_handler(handler, own.nodes["handler"], f"{path}.handler")
+            sensitive = tuple(dict.fromkeys((*declared, *own.values.get("sensitive", ()))))
+            if "sensitive" in own.nodes and not self.sealing_key:
+                self.r.problem(
+                    own.nodes["sensitive"],
+                    f"{path}.sensitive",
+                    "no encryption key to seal these fields with",
+                    "set JOBKIT_ENCRYPTION_KEY, or JOBKIT_SECRET (`jobkit up` makes one)",
+                )
             tasks[item.key] = TaskSpec(
                 name=item.key,
                 handler=handler,
@@ -282,6 +320,8 @@ class _Loader:
                 unique_key=own.values.get("unique_key"),
                 rate_limit=own.values.get("rate_limit"),
                 concurrency=own.values.get("concurrency"),
+                sensitive=sensitive,
+                max_payload=own.values.get("max_payload", self.max_payload),
             )
             if "unique_key" in own.values and "unique" not in own.values:
                 self.r.problem(
@@ -292,19 +332,23 @@ class _Loader:
                 )
         return tasks
 
-    def check_handler(self, handler: str, node: yaml.Node, path: str) -> None:
+    def check_handler(self, handler: str, node: yaml.Node, path: str) -> tuple[str, ...]:
+        """Import the handler and check it takes keywords; returns the sensitive fields it declares itself (the
+        built-in tasks' ``jobkit_sensitive``)."""
         try:
             function = import_handler(handler)
         except ImportProblem as exc:
             self.r.problem(node, path, exc.message, exc.hint)
-            return
+            return ()
+        declared = tuple(getattr(function, "jobkit_sensitive", ()))
         try:
             signature = inspect.signature(function)
         except (TypeError, ValueError):
-            return
+            return declared
         positional_only = [p.name for p in signature.parameters.values() if p.kind is p.POSITIONAL_ONLY]
         if positional_only:
             self.r.problem(node, path, f"parameters {positional_only} are positional-only", "the payload is keywords")
+        return declared
 
     def exports(self, entry: Entry) -> dict[str, ExportSpec]:
         exports: dict[str, ExportSpec] = {}

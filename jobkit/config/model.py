@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 __all__ = [
     "DEFAULT_COOLDOWN",
+    "DEFAULT_MAX_PAYLOAD",
     "DEFAULT_QUEUE",
     "DEFAULT_RETENTION",
     "DEFAULT_RETRY",
@@ -43,6 +44,8 @@ DEFAULT_TIMEOUT = timedelta(minutes=10)
 """A running attempt is interrupted after this long."""
 DEFAULT_RETENTION = timedelta(hours=24)
 """How long a completed task stays inspectable."""
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+"""The largest payload a task takes, in bytes of JSON (1 MiB), unless jobs.yaml sets ``max_payload``."""
 DEFAULT_COOLDOWN = timedelta(minutes=10)
 """After an alert, its rule stays silent this long unless it sets ``cooldown``."""
 
@@ -118,6 +121,10 @@ class TaskSpec:
     """At most so many starts per second, minute or hour across all workers; others wait their turn."""
     concurrency: int | None = None
     """At most this many running at once across all workers."""
+    sensitive: tuple[str, ...] = ()
+    """Payload paths (``token``, ``headers.authorization``, ``url.query``) sealed at rest and shown as "***"."""
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    """The largest payload accepted, in bytes of JSON."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +198,12 @@ class Project:
     workflows: Mapping[str, WorkflowSpec] = field(default_factory=dict)
     alerts: Mapping[str, AlertRule] = field(default_factory=dict)
     """Alert rules under ``alerts:``, by name."""
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    """``max_payload`` at the top of jobs.yaml: every task's default."""
+
+    def largest_payload(self) -> int:
+        """The largest ``max_payload`` of any task (what a request body may be at most)."""
+        return max([self.max_payload, *(task.max_payload for task in self.tasks.values())])
 
     def queue_names(self) -> list[str]:
         """Queues from the heaviest to the lightest, ties in file order."""

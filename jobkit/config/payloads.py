@@ -7,31 +7,38 @@ them when the file loads, so a payload the handler cannot take is refused before
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from typing import Any
 
 from jobkit.config.model import TaskSpec
 from jobkit.errors import PayloadError, did_you_mean
 
-__all__ = ["check_payload", "json_problem"]
+__all__ = ["MAX_DEPTH", "check_payload", "format_size", "json_problem", "json_size"]
+
+#: How deeply lists and mappings may nest in a payload (a deeper one is refused before anything recurses over it).
+MAX_DEPTH = 32
 
 
-def json_problem(value: Any, path: str) -> str | None:
-    """Where ``value`` stops being plain JSON (tuples count as lists), or None."""
+def json_problem(value: Any, path: str, depth: int = 0) -> str | None:
+    """Where ``value`` stops being plain JSON (tuples count as lists) or nests deeper than :data:`MAX_DEPTH`, or
+    None."""
     if value is None or isinstance(value, bool | int | str):
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{path} is {value!r}, which JSON cannot carry"
+    if isinstance(value, list | tuple | dict) and depth >= MAX_DEPTH:
+        return f"{path} nests lists or mappings more than {MAX_DEPTH} levels deep"
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            if found := json_problem(item, f"{path}[{index}]"):
+            if found := json_problem(item, f"{path}[{index}]", depth + 1):
                 return found
         return None
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"{path} has a key {key!r} that is not text"
-            if found := json_problem(item, f"{path}.{key}"):
+            if found := json_problem(item, f"{path}.{key}", depth + 1):
                 return found
         return None
     return f"{path} is a {type(value).__name__}, which is not JSON (send text, numbers, lists or mappings)"
@@ -55,3 +62,16 @@ def check_payload(task: TaskSpec, signature: inspect.Signature, payload: dict[st
     for key, value in payload.items():
         if problem := json_problem(value, key):
             raise PayloadError(f"{task.name}: payload field {problem}")
+
+
+def json_size(payload: dict[str, Any]) -> int:
+    """The payload's size as compact UTF-8 JSON, in bytes."""
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def format_size(size: int) -> str:
+    """``1048576`` -> ``1 MiB``, ``1536`` -> ``1.5 KiB``."""
+    for unit, step in (("MiB", 1024**2), ("KiB", 1024)):
+        if size >= step:
+            return f"{size / step:.3g} {unit}"
+    return f"{size} bytes"

@@ -6,13 +6,15 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from dotenv import dotenv_values
 
-from jobkit.errors import SettingsError
+from jobkit.durations import parse_duration
+from jobkit.errors import DurationError, SettingsError
 
 __all__ = ["Settings"]
 
@@ -34,6 +36,19 @@ def _port(environ: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise SettingsError(f"{name}={raw!r}: expected a port number between 1 and 65535")
     return int(raw)
+
+
+def _duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = parse_duration(raw)
+    except DurationError as exc:
+        raise SettingsError(f"{name}={raw!r}: {exc}") from None
+    if value <= timedelta():
+        raise SettingsError(f"{name}={raw!r}: must be longer than zero")
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -103,6 +118,11 @@ class Settings:
     """``WEBHOOK_SECRET``: key of the HMAC-SHA256 signature on webhook notifications."""
     cleanup_roots: tuple[Path, ...] = ()
     """``JOBKIT_CLEANUP_ROOTS`` (comma-separated); empty means exports, reports and mail under the data dir."""
+    encryption_keys: tuple[str, ...] = field(default=(), repr=False)
+    """``JOBKIT_ENCRYPTION_KEY``: the key that seals sensitive fields, older keys after a comma (they still open what
+    they sealed); empty means a key derived from ``JOBKIT_SECRET``."""
+    token_max_ttl: timedelta = timedelta(days=30)
+    """``JOBKIT_TOKEN_MAX_TTL``: the longest an API token may live."""
     log_successes: bool = False
     """``JOBKIT_LOG_SUCCESS``: log each task that succeeds at INFO (else DEBUG; failures are always logged)."""
 
@@ -175,6 +195,8 @@ class Settings:
             database_url=_database_url(env),
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
             cleanup_roots=_cleanup_roots(env),
+            encryption_keys=tuple(k.strip() for k in env.get("JOBKIT_ENCRYPTION_KEY", "").split(",") if k.strip()),
+            token_max_ttl=_duration(env, "JOBKIT_TOKEN_MAX_TTL", timedelta(days=30)),
             log_successes=_flag(env, "JOBKIT_LOG_SUCCESS"),
         )
 

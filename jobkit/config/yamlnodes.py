@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,7 +17,12 @@ import yaml
 from jobkit.durations import DurationError, parse_duration
 from jobkit.errors import ConfigError, Problem, did_you_mean
 
-__all__ = ["Entry", "Reader"]
+__all__ = ["MAX_SIZE", "Entry", "Reader"]
+
+#: The largest size jobs.yaml may give (a payload limit above this would let one task fill Redis).
+MAX_SIZE = 64 * 1024 * 1024
+_SIZE = re.compile(r"(\d{1,12})\s*(|b|kb|kib|mb|mib|gb|gib)", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
 
 _INT = "tag:yaml.org,2002:int"
 _STR = "tag:yaml.org,2002:str"
@@ -73,6 +79,14 @@ class Reader:
             return None
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a control character, say)
+            line = text.count("\n", 0, exc.position) + 1
+            column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+            found = f"{exc.character!r}" if isinstance(exc.character, str) else f"byte {exc.character!r}"
+            self.problems.append(
+                Problem(self.file, line, column, "", f"invalid YAML: {found} is a character YAML does not allow")
+            )
+            return None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -169,6 +183,24 @@ class Reader:
             return None
         if value < minimum:
             self.problem(node, path, f"must be at least {minimum.total_seconds():g}s, found {node.value!r}")
+            return None
+        return value
+
+    def size(self, node: yaml.Node, path: str, minimum: int = 1, maximum: int = MAX_SIZE) -> int | None:
+        """A size in bytes: ``512``, ``64KiB``, ``1MiB``, ``10MB`` (KB/MB/GB are powers of 1000, KiB/MiB/GiB of
+        1024)."""
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (_STR, _INT):
+            self.wrong_type(node, path, "a size", "like 64KiB, 1MiB or 500KB")
+            return None
+        match = _SIZE.fullmatch(str(node.value).strip())
+        if match is None:
+            self.problem(node, path, f"expected a size, found {node.value!r}", "like 64KiB, 1MiB or 500KB")
+            return None
+        value = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+        if not minimum <= value <= maximum:
+            self.problem(
+                node, path, f"must be from {minimum} bytes to {maximum // 1024 // 1024} MiB, found {node.value!r}"
+            )
             return None
         return value
 

@@ -12,6 +12,7 @@ from jobkit.config.imports import import_exception
 from jobkit.config.model import Project, TaskSpec
 from jobkit.engine.broker import JobkitBroker
 from jobkit.engine.middleware.flow_control import CONCURRENCY_OPTION, RATE_OPTION
+from jobkit.engine.sealing import Sealer
 from jobkit.errors import SkipRetry
 
 __all__ = ["declare_project", "declare_task"]
@@ -21,8 +22,13 @@ def _ms(value: timedelta) -> int:
     return int(value.total_seconds() * 1000)
 
 
-def declare_task(broker: JobkitBroker, task: TaskSpec, fn: Callable[..., Any]) -> dramatiq.Actor[..., Any]:
-    """The actor of ``task``, running ``fn`` (the handler, with any services it needs already bound)."""
+def declare_task(
+    broker: JobkitBroker, task: TaskSpec, fn: Callable[..., Any], sealer: Sealer | None = None
+) -> dramatiq.Actor[..., Any]:
+    """The actor of ``task``, running ``fn`` (the handler, with any services it needs already bound); a task with
+    sensitive fields gets them opened just before ``fn`` runs."""
+    if task.sensitive and sealer is not None:
+        fn = sealer.opener(fn, task.sensitive)
     skip = tuple(import_exception(name) for name in task.retry.skip_retry_on)
     only = tuple(import_exception(name) for name in task.retry.retry_on)
     rate = (task.rate_limit.count, _ms(task.rate_limit.per)) if task.rate_limit is not None else None
@@ -49,7 +55,10 @@ def declare_task(broker: JobkitBroker, task: TaskSpec, fn: Callable[..., Any]) -
 
 
 def declare_project(
-    broker: JobkitBroker, project: Project, handler_for: Callable[[TaskSpec], Callable[..., Any]]
+    broker: JobkitBroker,
+    project: Project,
+    handler_for: Callable[[TaskSpec], Callable[..., Any]],
+    sealer: Sealer | None = None,
 ) -> None:
     """Every queue (so workers consume it even before a task uses it) and one actor per task; ``handler_for`` gives
     the callable each task's actor runs."""
@@ -57,4 +66,4 @@ def declare_project(
         broker.declare_queue(name)
     for task in project.tasks.values():
         if task.name not in broker.actors:
-            declare_task(broker, task, handler_for(task))
+            declare_task(broker, task, handler_for(task), sealer)

@@ -32,8 +32,9 @@ from dramatiq.message import Message
 
 from jobkit.config.imports import import_handler
 from jobkit.config.model import Project, TaskSpec
-from jobkit.config.payloads import check_payload
+from jobkit.config.payloads import check_payload, format_size, json_size
 from jobkit.config.placeholders import render
+from jobkit.engine.sealing import Sealer
 from jobkit.errors import (
     DispatchError,
     DuplicateTask,
@@ -45,10 +46,21 @@ from jobkit.errors import (
 )
 from jobkit.store.keys import Keys
 
-__all__ = ["UNIQUE_OPTION", "Claim", "MessageBuilder", "Outgoing", "Refused", "duplicate_error", "unique_lock_key"]
+__all__ = [
+    "TRIGGERED_BY_OPTION",
+    "UNIQUE_OPTION",
+    "Claim",
+    "MessageBuilder",
+    "Outgoing",
+    "Refused",
+    "duplicate_error",
+    "unique_lock_key",
+]
 
 #: The message option that names a unique task's lock (the broker's ack, nack and delete end it).
 UNIQUE_OPTION = "jobkit_unique"
+#: The message option naming who triggered a task through the API (a token's ``sub``).
+TRIGGERED_BY_OPTION = "jobkit_by"
 #: Options only the builder may set: a payload of the same name would be a dispatch option instead.
 DISPATCH_OPTIONS = ("delay", "at", "queue", "max_retries", "timeout")
 
@@ -87,8 +99,9 @@ class Outgoing:
         return self.message.actor_name
 
 
-def unique_lock_key(keys: Keys, spec: TaskSpec, payload: Mapping[str, Any]) -> str:
-    """The lock of a unique task: a digest of its rendered ``unique_key``, or of the canonical JSON payload."""
+def unique_lock_key(keys: Keys, spec: TaskSpec, payload: Mapping[str, Any], sealer: Sealer | None = None) -> str:
+    """The lock of a unique task: a digest of its rendered ``unique_key``, or of the canonical JSON payload (keyed
+    with the sealing key for a task with sensitive fields, so the lock's name gives nothing away)."""
     if spec.unique_key is not None:
         try:
             identity: Any = render(spec.unique_key, payload)
@@ -97,6 +110,8 @@ def unique_lock_key(keys: Keys, spec: TaskSpec, payload: Mapping[str, Any]) -> s
     else:
         identity = payload
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    if spec.sensitive and sealer is not None:
+        return keys.unique(spec.name, sealer.digest(canonical)[:32])
     return keys.unique(spec.name, hashlib.sha256(canonical.encode()).hexdigest()[:32])
 
 
@@ -111,10 +126,13 @@ def duplicate_error(task: str, holder: str) -> DuplicateTask:
 class MessageBuilder:
     """Checks and builds the messages of one project's tasks."""
 
-    def __init__(self, project: Project, keys: Keys) -> None:
+    def __init__(self, project: Project, keys: Keys, sealer: Sealer | None = None) -> None:
         self.project = project
         self.keys = keys
+        #: Seals sensitive fields; None when no key is configured (then such tasks cannot be dispatched).
+        self.sealer = sealer
         self._signatures: dict[str, inspect.Signature] = {}
+        self._validators: dict[str, Any] = {}
 
     # -- lookups ---------------------------------------------------------------------------------------------------
     def task_spec(self, name: str) -> TaskSpec:
@@ -137,10 +155,25 @@ class MessageBuilder:
         return found
 
     def check_payload(self, task: str, payload: dict[str, Any]) -> TaskSpec:
-        """The task's spec, once ``payload`` is known to fit its handler."""
+        """The task's spec, once ``payload`` is known to fit its handler, its size limit, and the handler's own check
+        (a built-in task's ``validate_payload``: mail headers without line breaks, for instance)."""
         spec = self.task_spec(task)
         check_payload(spec, self.signature(spec), payload)
+        size = json_size(payload)
+        if size > spec.max_payload:
+            raise PayloadError(
+                f"{task}: the payload is {format_size(size)} of JSON, more than its max_payload of "
+                f"{format_size(spec.max_payload)} (set max_payload on the task in jobs.yaml to allow more)"
+            )
+        validate = self._validator(spec)
+        if validate is not None:
+            validate(payload)
         return spec
+
+    def _validator(self, spec: TaskSpec) -> Any:
+        if spec.name not in self._validators:
+            self._validators[spec.name] = getattr(import_handler(spec.handler), "validate_payload", None)
+        return self._validators[spec.name]
 
     # -- building --------------------------------------------------------------------------------------------------
     def build(
@@ -155,6 +188,7 @@ class MessageBuilder:
         timeout: timedelta | float | None = None,
         options: Mapping[str, Any] | None = None,
         claims: tuple[Claim, ...] = (),
+        triggered_by: str | None = None,
     ) -> Outgoing:
         """The message of one dispatch of ``task``; raises a :class:`~jobkit.errors.DispatchError` naming what is
         wrong before anything is enqueued. ``options`` are extra message options (a schedule's or workflow's
@@ -162,6 +196,8 @@ class MessageBuilder:
         spec = self.check_payload(task, payload)
         queue_name = self.queue_name(task, queue or spec.queue)
         message_options: dict[str, Any] = dict(options or {})
+        if triggered_by is not None:
+            message_options[TRIGGERED_BY_OPTION] = triggered_by
         if max_retries is not None:
             if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
                 raise DispatchError(f"{task}: max_retries must be a whole number >= 0, found {max_retries!r}")
@@ -173,13 +209,24 @@ class MessageBuilder:
             message_options["time_limit"] = int(seconds * 1000)
         delay_ms = _delay_ms(task, delay, at)
         if spec.unique is not None:
-            lock = unique_lock_key(self.keys, spec, payload)
+            lock = unique_lock_key(self.keys, spec, payload, self.sealer)
             message_options[UNIQUE_OPTION] = lock
             claims = (*claims, Claim(lock, _ms(spec.unique), "unique"))
+        if spec.sensitive:
+            payload = self.seal(spec, payload)
         message: Message[Any] = Message(
             queue_name=queue_name, actor_name=task, args=(), kwargs=payload, options=message_options
         )
         return Outgoing(message, delay_ms, claims, fresh=True)
+
+    def seal(self, spec: TaskSpec, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` with ``spec``'s sensitive fields sealed."""
+        if self.sealer is None:
+            raise DispatchError(
+                f"{spec.name}: its sensitive fields ({', '.join(spec.sensitive)}) need an encryption key: set "
+                "JOBKIT_ENCRYPTION_KEY, or JOBKIT_SECRET (`jobkit up` makes one)"
+            )
+        return self.sealer.seal(payload, spec.sensitive)
 
     def rerun(self, message: Message[Any]) -> tuple[Message[Any], tuple[Claim, ...]]:
         """An archived task about to run again: a fresh retry budget, and its unique lock to take again (it ended
@@ -189,7 +236,10 @@ class MessageBuilder:
         claims: tuple[Claim, ...] = ()
         spec = self.project.tasks.get(message.actor_name)
         if spec is not None and spec.unique is not None:
-            lock = unique_lock_key(self.keys, spec, message.kwargs)
+            clear = (
+                self.sealer.open(message.kwargs, spec.sensitive) if spec.sensitive and self.sealer else message.kwargs
+            )
+            lock = unique_lock_key(self.keys, spec, clear, self.sealer)
             options[UNIQUE_OPTION] = lock
             claims = (Claim(lock, _ms(spec.unique), "unique"),)
         else:

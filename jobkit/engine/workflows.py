@@ -30,9 +30,10 @@ from typing import Any, cast
 from dramatiq.message import Message
 
 from jobkit.config.model import WorkflowSpec
-from jobkit.config.placeholders import render
+from jobkit.config.placeholders import references, render
 from jobkit.engine.broker import JobkitBroker
 from jobkit.engine.messages import MessageBuilder, Outgoing, duplicate_error
+from jobkit.engine.sealing import redact
 from jobkit.errors import DispatchError, DuplicateTask, TemplateError
 
 __all__ = ["WORKFLOW_OPTION", "WorkflowRuns"]
@@ -81,7 +82,26 @@ class WorkflowRuns:
         return self.broker.keys.workflow(workflow_id)
 
     # -- starting --------------------------------------------------------------------------------------------------
-    def start(self, spec: WorkflowSpec, payload: dict[str, Any]) -> tuple[str, list[Message[Any]]]:
+    def sensitive_inputs(self, definition: dict[str, Any]) -> list[str]:
+        """The input paths a run must keep sealed: those a step's template puts into a sensitive field of its task
+        (``token: "{{ input.token }}"`` for a task with ``sensitive: [token]``)."""
+        found: list[str] = []
+        for step in definition["steps"]:
+            for task, template in step["tasks"]:
+                spec = self.builder.project.tasks.get(task)
+                for path in spec.sensitive if spec is not None else ():
+                    node: Any = template
+                    for part in path.split(".")[: -1 if path.endswith(".query") else None]:
+                        node = node.get(part) if isinstance(node, dict) else None
+                    if isinstance(node, str):
+                        for ref in references(node):
+                            if ref.startswith("input.") and ref[6:] not in found:
+                                found.append(ref[6:])
+        return found
+
+    def start(
+        self, spec: WorkflowSpec, payload: dict[str, Any], triggered_by: str | None = None
+    ) -> tuple[str, list[Message[Any]]]:
         """Start one run: returns its id and the first step's messages. The first step is built (and so checked)
         before anything is stored; a refused unique lock raises :class:`~jobkit.errors.DuplicateTask`."""
         workflow_id = uuid.uuid4().hex
@@ -91,14 +111,22 @@ class WorkflowRuns:
         except TemplateError as exc:
             raise DispatchError(f"{spec.name}: step 1: {exc}") from None
         key = self._key(workflow_id)
+        secret_inputs = self.sensitive_inputs(definition)
+        definition["sensitive_input"] = secret_inputs
+        stored_input = payload
+        if secret_inputs:  # what flows into a step's sensitive field is sealed in the run's state too
+            if self.builder.sealer is None:
+                raise DispatchError(f"{spec.name}: its input feeds sensitive fields and needs an encryption key")
+            stored_input = self.builder.sealer.seal(payload, secret_inputs)
         self.redis.hset(
             key,
             mapping={
                 "name": spec.name,
                 "def": json.dumps(definition),
-                "input": json.dumps(payload),
+                "input": json.dumps(stored_input),
                 "status": "running",
                 "created_at": _now_ms(),
+                **({"by": triggered_by} if triggered_by is not None else {}),
             },
         )
         try:
@@ -179,7 +207,11 @@ class WorkflowRuns:
                 key, mapping={"status": "completed", "result": json.dumps(previous), "finished_at": _now_ms()}
             )
             return
-        context = {"input": json.loads(raw[1] or b"{}"), "prev": previous}
+        stored_input = json.loads(raw[1] or b"{}")
+        secret_inputs = definition.get("sensitive_input", [])
+        if secret_inputs and self.builder.sealer is not None:
+            stored_input = self.builder.sealer.open(stored_input, secret_inputs)
+        context = {"input": stored_input, "prev": previous}
         try:
             self._send_step(workflow_id, nxt, self._build_step(workflow_id, definition, nxt, context))
         except (TemplateError, DispatchError, KeyError) as exc:
@@ -233,12 +265,13 @@ class WorkflowRuns:
             "id": workflow_id,
             "name": raw.get("name"),
             "status": raw.get("status"),
-            "input": json.loads(raw.get("input", "{}")),
+            "input": redact(json.loads(raw.get("input", "{}")), definition.get("sensitive_input", [])),
             "failed_step": int(failed_step) if failed_step is not None else None,
             "failed_task": failed_task,
             "error": raw.get("error"),
             "result": json.loads(raw["result"]) if "result" in raw else None,
             "created_at": _iso(raw.get("created_at")),
+            "triggered_by": raw.get("by"),
             "finished_at": _iso(raw.get("finished_at")),
             "steps": steps,
         }

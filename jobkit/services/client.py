@@ -20,8 +20,10 @@ from jobkit.config.model import Project, TaskSpec, WorkflowSpec
 from jobkit.config.settings import Settings
 from jobkit.engine.broker import JobkitBroker
 from jobkit.engine.messages import DISPATCH_OPTIONS, MessageBuilder, Outgoing, duplicate_error
+from jobkit.engine.sealing import Sealer
 from jobkit.engine.workflows import WorkflowRuns
 from jobkit.errors import DispatchError
+from jobkit.services.auth import sealer_for
 
 __all__ = ["Client", "ClientTask", "TaskRef", "needs_client"]
 
@@ -41,13 +43,17 @@ class TaskRef:
 class Client:
     """Dispatches the tasks of one project onto one broker."""
 
-    def __init__(self, settings: Settings, project: Project, broker: JobkitBroker) -> None:
+    def __init__(
+        self, settings: Settings, project: Project, broker: JobkitBroker, sealer: Sealer | None = None
+    ) -> None:
         self.settings = settings
         self.project = project
         self.broker = broker
         self.redis = broker.client
         self.keys = broker.keys
-        self.builder = MessageBuilder(project, broker.keys)
+        #: Seals and opens sensitive fields (from the settings' keys unless given); None without a key.
+        self.sealer = sealer if sealer is not None else sealer_for(settings)
+        self.builder = MessageBuilder(project, broker.keys, self.sealer)
         self.workflows = WorkflowRuns(broker, self.builder)
 
     def task_spec(self, name: str) -> TaskSpec:
@@ -71,20 +77,24 @@ class Client:
         options = {"delay": delay, "at": at, "queue": queue, "max_retries": max_retries, "timeout": timeout}
         return self._send(task, options, payload)
 
-    async def dispatch_async(self, task: str, /, **options_and_payload: Any) -> TaskRef:
+    async def dispatch_async(
+        self, task: str, /, *, triggered_by: str | None = None, **options_and_payload: Any
+    ) -> TaskRef:
         """:meth:`dispatch` for an event loop (the API): the same arguments and checks, the enqueue awaited on
-        asyncio Redis."""
+        asyncio Redis; ``triggered_by`` (a token's ``sub``) is kept with the task."""
         options, payload = _split(options_and_payload)
         workflow = self._workflow(task, options)
         if workflow is not None:  # a run writes its state first: the blocking path, off the loop
-            return await asyncio.to_thread(self.start_workflow, workflow, payload)
-        outgoing = self.builder.build(task, payload, **options)
+            return await asyncio.to_thread(self.start_workflow, workflow, payload, triggered_by)
+        outgoing = self.builder.build(task, payload, triggered_by=triggered_by, **options)
         return self._ref(outgoing, *await self.broker.send_async(outgoing))
 
-    def start_workflow(self, workflow: WorkflowSpec, payload: dict[str, Any]) -> TaskRef:
+    def start_workflow(
+        self, workflow: WorkflowSpec, payload: dict[str, Any], triggered_by: str | None = None
+    ) -> TaskRef:
         """Start one run of ``workflow``; the returned id is the run's (see ``Queues.workflow``), the queue is its
         first step's."""
-        workflow_id, messages = self.workflows.start(workflow, payload)
+        workflow_id, messages = self.workflows.start(workflow, payload, triggered_by)
         return TaskRef(id=workflow_id, queue=messages[0].queue_name, task=workflow.name)
 
     def _send(self, task: str, options: dict[str, Any], payload: dict[str, Any]) -> TaskRef:
@@ -124,9 +134,18 @@ class ClientTask(Generic[P, R]):
     payload signature, which dispatch checks, is ``fn``'s without the first parameter.
     """
 
-    def __init__(self, fn: Callable[Concatenate[Client, P], R]) -> None:
+    def __init__(
+        self,
+        fn: Callable[Concatenate[Client, P], R],
+        sensitive: tuple[str, ...] = (),
+        validate: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.fn = fn
         functools.update_wrapper(self, fn)
+        #: Payload paths the task always treats as sensitive, whatever jobs.yaml says (the loader reads this).
+        self.jobkit_sensitive = sensitive
+        #: Checks a payload when it is dispatched (the message builder calls it), raising PayloadError.
+        self.validate_payload = validate
         signature = inspect.signature(fn)
         self.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
 
@@ -146,6 +165,13 @@ class ClientTask(Generic[P, R]):
         return self.fn(client, *args, **kwargs)
 
 
-def needs_client(fn: Callable[Concatenate[Client, P], R]) -> ClientTask[P, R]:
-    """Decorator: ``@needs_client def send_email(client, to, subject, body): ...``."""
-    return ClientTask(fn)
+def needs_client(
+    *, sensitive: tuple[str, ...] = (), validate: Callable[[dict[str, Any]], None] | None = None
+) -> Callable[[Callable[Concatenate[Client, P], R]], ClientTask[P, R]]:
+    """Decorator: ``@needs_client(sensitive=("token",)) def send_verification_email(client, to, name, token, ...)``.
+    ``sensitive`` paths are sealed and masked whatever jobs.yaml declares; ``validate`` vets a payload at dispatch."""
+
+    def wrap(fn: Callable[Concatenate[Client, P], R]) -> ClientTask[P, R]:
+        return ClientTask(fn, sensitive, validate)
+
+    return wrap

@@ -14,10 +14,11 @@ from typing import Any, Literal, TypeGuard, cast
 
 from dramatiq.message import Message
 
-from jobkit.engine.messages import duplicate_error
+from jobkit.engine.messages import TRIGGERED_BY_OPTION, duplicate_error
 from jobkit.errors import TaskNotFound, TaskStateError, UnknownQueue, did_you_mean
 from jobkit.services.client import Client
 from jobkit.services.limits import describe_limits
+from jobkit.services.redaction import redacted_payload
 
 __all__ = ["STATES", "QueueStats", "Queues", "TaskInfo"]
 
@@ -83,6 +84,8 @@ class TaskInfo:
     next_process_at: str | None
     completed_at: str | None
     enqueued_at: str | None
+    triggered_by: str | None = None
+    """The ``sub`` of the API token that triggered the task (None for tasks dispatched otherwise)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -298,7 +301,7 @@ class Queues:
             queue=name,
             task=message.actor_name,
             state=state,
-            payload=dict(message.kwargs),
+            payload=redacted_payload(self.client.project, message.actor_name, message.kwargs),
             retried=int(options.get("retries", 0)),
             max_retries=int(options.get("max_retries", default_max)),
             last_error=options.get("last_error"),
@@ -306,4 +309,5 @@ class Queues:
             next_process_at=next_at,
             completed_at=_iso(options.get("completed_at")),
             enqueued_at=_iso(message.message_timestamp),
+            triggered_by=options.get(TRIGGERED_BY_OPTION),
         )

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from jobkit.services.queues import Queues
+from jobkit.store.files import private_directory
 
 __all__ = [
     "PERIODS",
@@ -208,7 +209,7 @@ values when the report was made.</p>
 def write(report: Report, directory: Path) -> tuple[Path, Path]:
     """Write ``report_<period>_<YYYYmmdd_HHMMSS>.html`` and ``.csv`` under ``directory``, each atomically."""
     stem = f"report_{report.period}_{report.generated_at.strftime('%Y%m%d_%H%M%S')}"
-    directory.mkdir(parents=True, exist_ok=True)
+    private_directory(directory)
     html_path, csv_path = directory / f"{stem}.html", directory / f"{stem}.csv"
     _write_atomic(html_path, render_html(report))
     _write_atomic(csv_path, render_csv(report), newline="")

@@ -6,6 +6,7 @@ Used by ``jobkit up`` when no Redis is configured, and by the test fixtures.
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from types import TracebackType
 import redis
 
 from jobkit.errors import JobkitError
+from jobkit.store.files import private_directory
 
 __all__ = ["EmbeddedRedis", "find_redis_server"]
 
@@ -25,7 +27,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: ask Linux to send SIGTERM when the parent exits (a no-op elsewhere)."""
+    """In the child before exec: files it creates are the owner's only (the AOF holds every payload), and Linux sends
+    it SIGTERM when the parent exits (a no-op elsewhere)."""
+    os.umask(0o077)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -60,8 +64,8 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.socket.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(self.directory)
+        private_directory(self.socket.parent)
         args = [
             find_redis_server(),
             "--bind", "127.0.0.1",
@@ -72,6 +76,8 @@ class EmbeddedRedis:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "everysec",
             "--save", "",
+            # A queue must never lose a job to make room: writes fail loudly instead (see the README).
+            "--maxmemory-policy", "noeviction",
             "--daemonize", "no",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip

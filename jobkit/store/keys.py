@@ -68,6 +68,7 @@ LAYOUT: dict[str, Key] = {
     "schedule_fired": Key("{ns}:__schedules__.fired.{id}.{ms}", "string", "claim of one nominal fire time"),
     # -- operations ------------------------------------------------------------------------------------------------
     "health": Key("{ns}:__health__", "string", "the latest health check (JSON)"),
+    "revoked_tokens": Key("{ns}:__revoked__", "hash", "revoked API token id -> when it would have expired (s)"),
     "alert_cooldown": Key("{ns}:__alerts__.{rule}", "string", "set while the alert rule is cooling down"),
     "alert_samples": Key("{ns}:__alert_samples__", "zset", "JSON counters per queue -> when they were taken (ms)"),
     "results": Key("{ns}:__results__", "prefix", "the namespace of Dramatiq's Results backend"),
@@ -95,6 +96,7 @@ class Keys:
         self.health = self._key("health")
         self.alert_samples = self._key("alert_samples")
         self.results = self._key("results")
+        self.revoked_tokens = self._key("revoked_tokens")
 
     def _key(self, name: str, **parts: object) -> str:
         return LAYOUT[name].template.format(ns=self.namespace, **parts)

@@ -14,7 +14,7 @@ import dramatiq
 import pytest
 import redis
 import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
 from jobkit.api.app import create_app
 from jobkit.bootstrap import build_broker
@@ -61,6 +61,7 @@ def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory)
         url=f"http://127.0.0.1:{port}",
         client=client,
         admin_token=mint_token(secret, "ada", "admin"),
+        viewer_token=mint_token(secret, "vic", "viewer"),
         user_token=mint_token(secret, "uma", "user"),
         redis=connection,
         namespace=namespace,
@@ -73,6 +74,11 @@ def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory)
     if keys:
         connection.delete(*keys)
     connection.close()
+
+
+# A busy CI machine (two cores, Redis, a worker and the browser) can take more than Playwright's default 5 s to
+# repaint after a poll: waiting longer costs nothing when the page is quick.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="session")

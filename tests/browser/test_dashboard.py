@@ -174,18 +174,29 @@ def test_add_a_one_time_schedule_and_see_it_listed(page: Page, stack: Stack) -> 
     assert datetime.fromisoformat(entry["next_run_at"]).timestamp() == pytest.approx(at.timestamp(), abs=1)
 
 
-def test_a_user_token_sees_a_read_only_view_and_the_api_refuses_actions(page: Page, stack: Stack) -> None:
-    page.goto(f"/dashboard#token={stack.user_token}")
+def test_a_viewer_token_sees_a_read_only_view_and_the_api_refuses_actions(page: Page, stack: Stack) -> None:
+    page.goto(f"/dashboard#token={stack.viewer_token}")
     expect(page.locator("#who")).to_contain_text("read-only")
-    expect(page.locator("#queues tbody tr")).to_have_count(3)  # a user token reads the figures
+    expect(page.locator("#queues tbody tr")).to_have_count(3)  # a viewer token reads the figures
     for where in ("#/overview", "#/queue/low?state=scheduled", "#/schedules", "#/workers", "#/redis"):
         page.goto(f"/dashboard{where}")
         expect(page.locator("#view h1")).to_be_visible()
         expect(page.locator("[data-action]")).to_have_count(0)
         expect(page.locator("#schedule-form")).to_have_count(0)
-    refused = stack.api("PUT", "/api/jobs/queue/low/pause", token=stack.user_token)
+    refused = stack.api("PUT", "/api/jobs/queue/low/pause", token=stack.viewer_token)
     assert refused.status_code == 403
     assert stats(stack, "low")["paused"] is False
+
+
+def test_a_user_token_is_told_what_it_may_do_and_reads_no_page(page: Page, stack: Stack) -> None:
+    page.goto(f"/dashboard#token={stack.user_token}")
+    expect(page.locator("#who")).to_contain_text("(user, triggers only)")
+    expect(page.locator("#user-role")).to_contain_text("may trigger the tasks declared with api: true")
+    for where in ("#/overview", "#/schedules", "#/workers"):
+        page.goto(f"/dashboard{where}")
+        expect(page.locator("#user-role")).to_be_visible()
+        expect(page.locator("#queues")).to_have_count(0)
+    assert stack.api("GET", "/api/jobs/stats", token=stack.user_token).status_code == 403
 
 
 def test_payloads_and_errors_are_shown_as_text_never_as_html(page: Page, stack: Stack) -> None:
@@ -235,8 +246,9 @@ def test_assets_are_served_without_a_token(stack: Stack) -> None:
     assert httpx.get(stack.url + "/dashboard/static/dashboard.js", timeout=5).status_code == 200
     assert httpx.get(stack.url + "/dashboard/static/..%2Fdashboard.py", timeout=5).status_code == 404
     assert httpx.get(stack.url + "/api/system/workers", timeout=5).status_code == 401
-    user = stack.api("GET", "/api/system/redis", token=stack.user_token)
-    assert user.status_code == 200  # reading is open to user tokens
+    viewer = stack.api("GET", "/api/system/redis", token=stack.viewer_token)
+    assert viewer.status_code == 200  # reading is open to viewer tokens
+    assert stack.api("GET", "/api/system/redis", token=stack.user_token).status_code == 403
 
 
 def test_the_task_page_shows_the_limits_of_its_task_type(page: Page, stack: Stack) -> None:

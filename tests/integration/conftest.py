@@ -4,10 +4,7 @@ webhook receiver."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -28,6 +25,7 @@ from jobkit.store.embedded import EmbeddedRedis
 from tests.support import ROOT, uses_project
 from tests.support.projects import TEST_JOBS
 from tests.support.smtp import SmtpServer
+from tests.support.tokens import SECRET
 from tests.support.webhook import Receiver, webhook_receiver
 
 
@@ -54,7 +52,11 @@ def redis_client(redis_url: str, namespace: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def settings(redis_url: str, namespace: str, tmp_path: Path) -> Settings:
     return Settings(
-        redis_url=redis_url, namespace=namespace, data_dir=tmp_path / "var", jobs_path=tmp_path / "jobs.yaml"
+        redis_url=redis_url,
+        namespace=namespace,
+        data_dir=tmp_path / "var",
+        jobs_path=tmp_path / "jobs.yaml",
+        secret=SECRET,  # also the key that seals sensitive fields
     )
 
 
@@ -119,17 +121,6 @@ def env(redis_url: str, namespace: str, tmp_path: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return environment
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    """Subprocesses started with :func:`start`; each whole process group is killed at the end."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # the whole group: Dramatiq's worker processes too
-        process.wait()
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ class Stack:
     url: str
     client: Client
     admin_token: str
+    viewer_token: str
     user_token: str
     redis: redis.Redis
     namespace: str

@@ -238,7 +238,8 @@ function show() {
     return;
   }
   const role = state.claims.role || "unknown role";
-  document.getElementById("who").textContent = `${state.claims.sub || "token"} (${role}${isAdmin() ? "" : ", read-only"})`;
+  const reach = isAdmin() ? "" : role === "user" ? ", triggers only" : ", read-only";
+  document.getElementById("who").textContent = `${state.claims.sub || "token"} (${role}${reach})`;
   route();
   schedulePolling();
 }
@@ -262,7 +263,8 @@ function route() {
   const name = parts[0] || "overview";
   const views = { overview: overviewView, queue: queueView, task: taskView, schedules: schedulesView };
   Object.assign(views, { workers: workersView, redis: redisView, workflow: workflowView });
-  const make = views[name] || overviewView;
+  // A user token may trigger tasks and read the ones it triggered, nothing the pages list: say so.
+  const make = state.claims.role === "user" ? userView : views[name] || overviewView;
   for (const link of document.querySelectorAll("[data-nav]")) {
     link.classList.toggle("current", link.dataset.nav === (["queue", "task", "workflow"].includes(name) ? "overview" : name));
   }
@@ -290,6 +292,16 @@ function schedulePolling() {
   clearInterval(state.timer);
   const seconds = Number(document.getElementById("refresh").value);
   if (seconds > 0) state.timer = setInterval(refresh, seconds * 1000);
+}
+
+function userView(root) {
+  const setError = page(root, "Trigger-only token");
+  append(root, el("section", { class: "card", id: "user-role" },
+    el("p", {}, "This is a user token: it may trigger the tasks declared with api: true and read the tasks it " +
+      "triggered (GET /api/jobs/task/{queue}/{id}), nothing else."),
+    el("p", {}, "The dashboard needs a viewer token (every page, read-only) or an admin token: " +
+      "jobkit token --sub you --role viewer")));
+  return { load: async () => {}, setError };
 }
 
 function page(root, title, ...extra) {

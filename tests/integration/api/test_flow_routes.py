@@ -83,9 +83,9 @@ def test_a_unique_task_triggered_twice_answers_409_with_the_existing_id(http: Ht
 
 
 def test_the_limits_applied_to_a_task_are_readable(http: Http) -> None:
-    limits = http.get("/api/jobs/limits/flow:rated", headers=bearer("user")).json()
+    limits = http.get("/api/jobs/limits/flow:rated", headers=bearer("viewer")).json()
     assert limits == {
         "task": "flow:rated", "unique": None, "unique_key": None, "rate_limit": "10/s", "concurrency": 2,
         "running": 0, "starts_in_window": 0,
     }  # fmt: skip
-    assert http.get("/api/jobs/limits/flow:nope", headers=bearer("user")).status_code == 404
+    assert http.get("/api/jobs/limits/flow:nope", headers=bearer("viewer")).status_code == 404

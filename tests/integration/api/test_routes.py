@@ -23,7 +23,7 @@ STATS_FIELDS = {
 }  # fmt: skip
 TASK_FIELDS = {
     "id", "queue", "task", "state", "payload", "retried", "max_retries", "last_error", "last_failed_at",
-    "next_process_at", "completed_at", "enqueued_at",
+    "next_process_at", "completed_at", "enqueued_at", "triggered_by",
 }  # fmt: skip
 
 
@@ -50,27 +50,12 @@ def test_every_jobs_route_refuses_a_missing_bad_or_expired_token(http: Http, met
 
 
 def test_tokens_with_alg_none_or_an_unknown_role_are_refused(http: Http) -> None:
-    unsigned = jwt.encode({"sub": "a", "role": "admin", "exp": int(time.time()) + 60}, None, algorithm="none")
+    unsigned = jwt.encode({"sub": "a", "role": "admin", "exp": int(time.time()) + 60}, None, algorithm="none")  # type: ignore[arg-type]  # alg none takes no key; the stubs insist on one
     is_error(http.get("/api/jobs/stats", headers={"Authorization": f"Bearer {unsigned}"}), 401)
     root = jwt.encode({"sub": "a", "role": "root", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
     is_error(http.get("/api/jobs/stats", headers={"Authorization": f"Bearer {root}"}), 401)
     no_exp = jwt.encode({"sub": "a", "role": "admin"}, SECRET, algorithm="HS256")
     is_error(http.get("/api/jobs/stats", headers={"Authorization": f"Bearer {no_exp}"}), 401)
-
-
-@pytest.mark.parametrize(("method", "url", "body"), ADMIN_ROUTES)
-def test_a_user_token_gets_403_on_admin_routes(
-    http: Http, user: dict[str, str], method: str, url: str, body: Any
-) -> None:
-    is_error(call(http, method, url, body, user), 403, "admin")
-
-
-@pytest.mark.parametrize(("method", "url", "body"), READ_ROUTES)
-def test_a_user_token_may_read(http: Http, user: dict[str, str], method: str, url: str, body: Any) -> None:
-    # the dashboard's read-only view: every GET answers a user token (404 for the unknown task id is still a read)
-    response = call(http, method, url, body, user)
-    assert response.status_code in (200, 404), response.text
-    assert response.status_code == 200 or "nope" in url
 
 
 @pytest.mark.parametrize(("method", "url", "body"), USER_ROUTES)
@@ -151,7 +136,11 @@ def test_seed_retry_by_queue_and_task_id(http: Http, admin: dict[str, str], clie
     is_error(http.post("/api/jobs/retry", json={"queue": "default", "task_id": "abc123"}, headers=admin), 404)
     is_error(http.post("/api/jobs/retry", json={"queue": "nope", "task_id": ref.id}, headers=admin), 404)
     is_error(http.post("/api/jobs/retry", json={"queue": "default"}, headers=admin), 400, "task_id")
-    is_error(http.post("/api/jobs/retry", content=b"{not json", headers=admin), 400)
+    json_type = {**admin, "Content-Type": "application/json"}
+    is_error(http.post("/api/jobs/retry", content=b"{not json", headers=json_type), 400)
+    text_type = {**admin, "Content-Type": "text/plain"}
+    body = b'{"queue": "default", "task_id": "abc123"}'
+    is_error(http.post("/api/jobs/retry", content=body, headers=text_type), 415, "application/json", "text/plain")
 
 
 # -- triggers --------------------------------------------------------------------------------------------------------
@@ -185,7 +174,11 @@ def test_trigger_export_refuses_sql_unknown_exports_and_bad_fields(http: Http, a
     def post(body: dict[str, Any], headers: dict[str, str] = admin) -> Any:
         return http.post("/api/jobs/trigger/export", json=body, headers=headers)
 
-    is_error(post({"export_type": "excel", "query": "SELECT * FROM posts WHERE user_id = 1"}), 400, "export")
+    # the seed's body names SQL: refused, saying why, with or without an export name
+    sql = "SELECT * FROM posts WHERE user_id = 1"
+    is_error(post({"export_type": "excel", "query": sql}), 422, "body.query", "raw SQL is never accepted")
+    is_error(post({"export_type": "excel", "export": "posts_by_user", "query": sql}), 422, "raw SQL is never accepted")
+    is_error(post({"export_type": "csv", "export": "posts_by_user", "formt": "x"}), 422, "body.formt: unknown field")
     is_error(post({"export_type": "excel", "export": "posts_by_usr"}), 422, "export", "did you mean")
     is_error(post({"export_type": "docx", "export": "posts_by_user"}), 400, "export_type")
     is_error(post({"export_type": "csv", "export": "posts_by_user", "params": {"x": 1}}), 422, "params.x")

@@ -11,13 +11,17 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
+from litestar.testing import TestClient
 
+from jobkit.api import create_app
 from jobkit.builtin.mail import SmtpMailer, build_message
 from jobkit.config.settings import Settings
 from jobkit.engine.broker import JobkitBroker
+from jobkit.errors import PayloadError
 from jobkit.services.client import Client
 from tests.support import wait_for
 from tests.support.smtp import SmtpServer, smtp_settings
+from tests.support.tokens import SECRET, bearer
 
 
 @pytest.fixture
@@ -140,15 +144,11 @@ def test_smtp_down_for_good_archives_after_the_retries_with_the_reason(
             "SkipRetry: to: invalid email address 'not-an-address' (expected one address like user@example.com)",
         ),
         (
-            {"to": "user@example.com\r\nBcc: victim@example.com", "subject": "Hi", "body": "Yo"},
-            "SkipRetry: to: invalid email address",
-        ),
-        (
-            {"to": "user@example.com", "subject": "Hi\r\nBcc: victim@example.com", "body": "Yo"},
-            "SkipRetry: subject: contains a line break, which could inject mail headers (use one line of text)",
+            {"to": "user@example.com", "subject": "Hi $who", "body": "Yo", "data": {"who": "a\r\nBcc: v@example.com"}},
+            "SkipRetry: subject: contains a line break or NUL, which could inject mail headers (use one line of text)",
         ),
     ],
-    ids=["bad-address", "injected-address", "injected-subject"],
+    ids=["bad-address", "injected-by-a-placeholder"],
 )
 def test_a_bad_message_is_archived_after_one_attempt_and_nothing_is_sent(
     client: Client,
@@ -207,3 +207,33 @@ def test_smtp_logs_in_with_the_configured_user(settings: Settings, smtp_server: 
     SmtpMailer(replace(settings, smtp_username="bot", smtp_password="right-password")).send(message)
 
     assert len(smtp_server.inbox.messages) == 1
+
+
+@pytest.mark.parametrize("breaker", ["\n", "\r", "\x00"])
+@pytest.mark.parametrize(
+    ("task", "payload"),
+    [
+        ("email:send", {"to": "a@example.com", "subject": "Hi{b}Bcc: victim@example.com", "body": "Yo"}),
+        ("email:send", {"to": "a@example.com{b}Bcc: victim@example.com", "subject": "Hi", "body": "Yo"}),
+        (
+            "email:verification",
+            {"to": "a@example.com", "name": "Ann{b}Bcc: v@example.com", "token": "t", "base_url": "https://e.x"},
+        ),
+        (
+            "notification:send",
+            {"channel": "email", "to": "a@example.com", "title": "T{b}Bcc: v@example.com", "message": "m"},
+        ),
+    ],
+    ids=["subject", "to", "name", "title"],
+)
+def test_a_line_break_or_nul_in_a_mail_header_is_refused_at_dispatch(
+    client: Client, task: str, payload: dict[str, Any], breaker: str
+) -> None:
+    filled: dict[str, Any] = {k: v.format(b=breaker) if isinstance(v, str) else v for k, v in payload.items()}
+    with pytest.raises(PayloadError, match="contains a line break or NUL, which could inject mail headers"):
+        client.dispatch(task, **filled)
+    app = create_app(client=client, secret=SECRET)
+    body = {"to": "a@example.com", "subject": f"Hi{breaker}Bcc: v@example.com", "body": "Yo"}
+    with TestClient(app) as http:
+        refused = http.post("/api/jobs/trigger/email", json=body, headers=bearer("user"))
+    assert refused.status_code == 422 and "subject: contains a line break or NUL" in refused.json()["detail"]

@@ -9,7 +9,7 @@ import pytest
 
 from jobkit.cli import main
 from jobkit.config.settings import Settings
-from jobkit.services.auth import verify_token
+from jobkit.services.auth import Revocations, verify_token
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
 from tests.support.tokens import SECRET
@@ -80,6 +80,21 @@ def test_usage_errors_exit_2(cli_env: None, capsys: pytest.CaptureFixture[str]) 
     assert exited.value.code == 2
 
 
+def test_token_lifetime_is_capped_and_a_token_can_be_revoked(
+    cli_env: None, client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "token", "--sub", "ops", "--role", "admin", "--ttl", "100000d")
+    assert code == 1 and "ttl 100000d is longer than a token may live (30d" in err
+    code, _, err = run(capsys, "token", "--sub", "ops", "--role", "admin", "--ttl", "99999999999d")
+    assert code == 1 and "--ttl: '99999999999d' is out of range" in err and "Traceback" not in err
+    code, out, err = run(capsys, "token", "--sub", "ops", "--role", "viewer", "--ttl", "30d")
+    jti = verify_token(SECRET, out.strip()).jti
+    assert code == 0 and f"token id {jti}" in err
+    code, out, _ = run(capsys, "token", "revoke", jti)
+    assert code == 0 and f"token {jti} revoked" in out
+    assert Revocations(client.redis, client.keys).revoked(jti)
+
+
 def test_token_mints_a_token_the_api_accepts(cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "token", "--sub", "ops", "--role", "user", "--ttl", "5m")
 
@@ -105,3 +120,15 @@ def test_schedules_lists_entries_with_next_and_last_run(
 def test_settings_never_show_the_redis_password() -> None:
     settings = Settings.from_env({"REDIS_URL": "redis://:s3cret@127.0.0.1:6379/0"}, dotenv=None)
     assert "s3cret" not in repr(settings)
+
+
+def test_a_duration_past_any_bound_is_a_clear_error_in_every_command(
+    cli_env: None, client: Client, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "dispatch", "test:greet", "--payload", '{"name": "a"}', "--delay", "99999999999d")
+    assert code == 1 and "--delay: '99999999999d' is out of range" in err and "Traceback" not in err
+    jobs = settings.jobs_path.read_text().replace("timeout: 10s", "timeout: 99999999999d")
+    settings.jobs_path.write_text(jobs)
+    code, _, err = run(capsys, "check")
+    assert code == 1 and "defaults.timeout: expected a duration, found '99999999999d'" in err
+    assert "Traceback" not in err

@@ -191,9 +191,27 @@ def test_jobkit_up_runs_redis_and_workers_and_a_dispatched_task_runs(
     task_id = dispatched.stdout.strip()
     wait_for(lambda: f"email:send {task_id} done" in log.read_text(), timeout=20, what="the task in the log")
     assert len(list((tmp_path / "var" / "mail").glob("*.eml"))) == 1
+    # And an export runs into a private file too
+    exported = subprocess.run(
+        [JOBKIT, "dispatch", "export:process", "--payload",
+         '{"export_type": "csv", "export": "posts_by_user", "user_id": 1, "filename": "mine.csv"}'],
+        env=env, cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    wait_for(lambda: (tmp_path / "var" / "exports" / "mine.csv").exists(), timeout=20, what="the export")
 
     # And Ctrl-C stops everything cleanly, Redis included
     up.send_signal(signal.SIGINT)
     assert up.wait(30) == 0
     assert (tmp_path / "var" / "redis" / "appendonly.aof").exists()
     assert not (tmp_path / "var" / "redis.sock").exists()
+
+    # And everything it wrote is its owner's only: folders 0700, files 0600 (the AOF holds every payload)
+    var = tmp_path / "var"
+    private = [var / "redis" / "appendonly.aof", var / "redis" / "redis.log", var / "secret"]
+    private += [*(var / "mail").glob("*.eml"), var / "exports" / "mine.csv"]
+    assert {str(p.relative_to(var)): oct(p.stat().st_mode & 0o777) for p in private} == {
+        str(p.relative_to(var)): "0o600" for p in private
+    }
+    folders = [var, var / "redis", var / "mail", var / "exports"]
+    assert {str(p): oct(p.stat().st_mode & 0o777) for p in folders} == {str(p): "0o700" for p in folders}

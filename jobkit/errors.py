@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from difflib import get_close_matches
 
 __all__ = [
@@ -184,6 +185,12 @@ class BadMessage(JobkitError, ValueError):
 
 class MailUnavailable(JobkitError, ConnectionError):
     """The mail server could not take the message now; a later attempt may succeed."""
+
+    def __init__(self, message: str | None = None, hint: str = "", *, retry_after: timedelta | None = None) -> None:
+        super().__init__(message, hint)
+        #: How long the server asked us to wait (an HTTP ``Retry-After``): the retry middleware schedules the next
+        #: attempt no earlier than that, whatever the task's backoff says. None: the backoff alone decides.
+        self.retry_after = retry_after
 
 
 class WebhookUnavailable(JobkitError, ConnectionError):

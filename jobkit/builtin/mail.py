@@ -1,9 +1,11 @@
-"""Building and sending mail: multipart text + HTML messages, sent by SMTP or written as .eml files.
+"""Building and sending mail: multipart text + HTML messages, written as .eml files, sent by SMTP or through a
+provider's HTTPS API.
 
 ``MAIL_MAILER=file`` (the default) writes each message under ``JOBKIT_DATA_DIR/mail``, so jobkit runs with no mail
-server; ``MAIL_MAILER=smtp`` sends through ``SMTP_HOST``. Errors come in two kinds: :class:`BadMessage` (the message
-can never be sent: a bad address, a header with a line break, a recipient the server refuses for good) and
-:class:`MailUnavailable` (the server is down or busy: worth a retry).
+server; ``MAIL_MAILER=smtp`` sends through ``SMTP_HOST``; ``MAIL_MAILER=sendgrid`` through SendGrid's API
+(:mod:`jobkit.builtin.mail_providers`). Every mailer takes the same :class:`~email.message.EmailMessage`. Errors come
+in two kinds: :class:`BadMessage` (the message can never be sent: a bad address, a header with a line break, a
+recipient the server refuses for good) and :class:`MailUnavailable` (the server is down or busy: worth a retry).
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import smtplib
 import ssl
 import tempfile
 import uuid
+from collections.abc import Callable
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import Protocol
 
+from jobkit.builtin.mail_providers.sendgrid import SendGridMailer
 from jobkit.config.addresses import check_address
-from jobkit.config.settings import Settings
+from jobkit.config.settings import MailMailer, Settings
 from jobkit.errors import BadMessage, MailUnavailable
 from jobkit.store.files import private_directory
 
@@ -31,6 +35,7 @@ __all__ = [
     "FileMailer",
     "MailUnavailable",
     "Mailer",
+    "SendGridMailer",
     "SmtpMailer",
     "build_message",
     "check_address",
@@ -94,8 +99,11 @@ def domain_of(mail_from: str) -> str:
 
 
 class Mailer(Protocol):
+    """What every way of sending mail offers. A mailer raises :class:`BadMessage` for a message it can never send and
+    :class:`MailUnavailable` (with ``retry_after`` when the server said when) for one worth another attempt."""
+
     def send(self, message: EmailMessage) -> str:
-        """Deliver ``message``; returns where it went (a path or ``smtp://host:port``)."""
+        """Deliver ``message``; returns where it went (a path, ``smtp://host:port``, a provider's URL), for the log."""
 
 
 class FileMailer:
@@ -180,8 +188,18 @@ class SmtpMailer:
         return smtp
 
 
+def _file_mailer(settings: Settings) -> Mailer:
+    return FileMailer(settings.data_dir / "mail")
+
+
+#: ``MAIL_MAILER`` -> how to build that mailer from the settings (a new provider adds its line here).
+MAILERS: dict[MailMailer, Callable[[Settings], Mailer]] = {
+    "file": _file_mailer,
+    "smtp": SmtpMailer,
+    "sendgrid": SendGridMailer,
+}
+
+
 def mailer_for(settings: Settings) -> Mailer:
     """The mailer ``MAIL_MAILER`` names."""
-    if settings.mail_mailer == "smtp":
-        return SmtpMailer(settings)
-    return FileMailer(settings.data_dir / "mail")
+    return MAILERS[settings.mail_mailer](settings)

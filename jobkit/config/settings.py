@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 from dotenv import dotenv_values
 
 from jobkit.durations import parse_duration
-from jobkit.errors import DurationError, SettingsError
+from jobkit.errors import DurationError, SettingsError, did_you_mean
 
 __all__ = ["Settings"]
 
@@ -25,8 +25,12 @@ _MAX_SOCKET_PATH = 100
 _MAIL_FROM = re.compile(r"(?:[^<>\r\n]*<)?[^@\s<>]+@[^@\s<>]+>?")
 _SMTP_TLS = {"starttls": "starttls", "true": "starttls", "tls": "tls", "ssl": "tls", "none": "none", "false": "none"}
 
-MailMailer = Literal["smtp", "file"]
+MailMailer = Literal["file", "smtp", "sendgrid"]
+MAIL_MAILERS: tuple[MailMailer, ...] = ("file", "smtp", "sendgrid")
 SmtpTls = Literal["starttls", "tls", "none"]
+SENDGRID_API_URL = "https://api.sendgrid.com"
+# What an API key may hold: it goes into an HTTP header, so no spaces, line breaks or non-ASCII characters.
+_API_KEY = re.compile(r"[\x21-\x7e]+")
 
 
 def _port(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -74,6 +78,40 @@ def _database_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
+def _https_base_url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        parts = urlsplit(raw)
+        valid = parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number
+        valid = False
+    if not valid or parts.username or parts.password or parts.query or parts.fragment:
+        raise SettingsError(
+            f"{name}={raw!r}: expected an https:// base URL like {default} (the API key travels with every request, "
+            "so plain http is refused)"
+        )
+    return raw.rstrip("/")
+
+
+def _api_key(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if raw and not _API_KEY.fullmatch(raw):
+        # Never echo the value: it is a secret, even when it is a broken one.
+        raise SettingsError(f"{name}: the key holds spaces, line breaks or non-ASCII characters; paste it again")
+    return raw or None
+
+
+def _ca_bundle(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not Path(raw).is_file():
+        raise SettingsError(f"{name}={raw!r}: no such file (expected a PEM file of CA certificates)")
+    return Path(raw)
+
+
 def _cleanup_roots(env: Mapping[str, str]) -> tuple[Path, ...]:
     roots = tuple(Path(item.strip()) for item in env.get("JOBKIT_CLEANUP_ROOTS", "").split(",") if item.strip())
     for root in roots:
@@ -103,7 +141,8 @@ class Settings:
     api_port: int = 8000
     secret: str | None = field(default=None, repr=False)
     mail_mailer: MailMailer = "file"
-    """``MAIL_MAILER``: ``smtp`` sends through ``SMTP_HOST``; ``file`` writes .eml files under ``data_dir/mail``."""
+    """``MAIL_MAILER``: ``file`` writes .eml files under ``data_dir/mail``; ``smtp`` sends through ``SMTP_HOST``;
+    ``sendgrid`` through SendGrid's HTTPS API."""
     smtp_host: str = "localhost"
     smtp_port: int = 587
     """``SMTP_PORT``; 587 by default, 465 when ``SMTP_TLS=tls``."""
@@ -112,6 +151,13 @@ class Settings:
     smtp_tls: SmtpTls = "starttls"
     """``SMTP_TLS``: ``starttls`` (upgrade a plain connection), ``tls`` (TLS from the start) or ``none``."""
     mail_from: str = "jobkit@localhost"
+    sendgrid_api_key: str | None = field(default=None, repr=False)
+    """``SENDGRID_API_KEY``: sent as the bearer token of each SendGrid call; required by ``MAIL_MAILER=sendgrid``."""
+    sendgrid_api_url: str = SENDGRID_API_URL
+    """``SENDGRID_API_URL``: the API's base URL, ``https://api.eu.sendgrid.com`` for EU data residency."""
+    sendgrid_ca_bundle: Path | None = None
+    """``SENDGRID_CA_BUNDLE``: a PEM file of the CAs to trust for the API instead of the default ones (a
+    TLS-inspecting proxy, a test stand-in); None: the usual bundle."""
     database_url: str | None = field(default=None, repr=False)
     """``DATABASE_URL`` for exports (``sqlite:///path``); None means ``data_dir/app.db``."""
     webhook_secret: str | None = field(default=None, repr=False)
@@ -164,8 +210,18 @@ class Settings:
             raise SettingsError(f"JOBKIT_NAMESPACE={namespace!r}: use letters, digits, '_', '-' and '.'")
         api_host = env.get("JOBKIT_API_HOST", "127.0.0.1").strip() or "127.0.0.1"
         mailer = env.get("MAIL_MAILER", "file").strip().lower() or "file"
-        if mailer not in ("smtp", "file"):
-            raise SettingsError(f"MAIL_MAILER={mailer!r}: expected smtp or file")
+        if mailer not in MAIL_MAILERS:
+            close = did_you_mean(mailer, MAIL_MAILERS)
+            raise SettingsError(
+                f"MAIL_MAILER={mailer!r}: expected {', '.join(MAIL_MAILERS[:-1])} or {MAIL_MAILERS[-1]}"
+                + (f" ({close})" if close else "")
+            )
+        sendgrid_api_key = _api_key(env, "SENDGRID_API_KEY")
+        if mailer == "sendgrid" and sendgrid_api_key is None:
+            raise SettingsError(
+                "MAIL_MAILER=sendgrid needs SENDGRID_API_KEY: set it to a SendGrid API key with the Mail Send "
+                "permission"
+            )
         tls_text = env.get("SMTP_TLS", "starttls").strip().lower() or "starttls"
         if tls_text not in _SMTP_TLS:
             raise SettingsError(f"SMTP_TLS={tls_text!r}: expected starttls, tls or none")
@@ -185,13 +241,16 @@ class Settings:
             api_host=api_host,
             api_port=_port(env, "JOBKIT_API_PORT", 8000),
             secret=env.get("JOBKIT_SECRET") or None,
-            mail_mailer="smtp" if mailer == "smtp" else "file",
+            mail_mailer=next(name for name in MAIL_MAILERS if name == mailer),
             smtp_host=env.get("SMTP_HOST", "").strip() or "localhost",
             smtp_port=_port(env, "SMTP_PORT", 465 if smtp_tls == "tls" else 587),
             smtp_username=env.get("SMTP_USERNAME", "").strip() or None,
             smtp_password=env.get("SMTP_PASSWORD") or None,
             smtp_tls=smtp_tls,
             mail_from=mail_from,
+            sendgrid_api_key=sendgrid_api_key,
+            sendgrid_api_url=_https_base_url(env, "SENDGRID_API_URL", SENDGRID_API_URL),
+            sendgrid_ca_bundle=_ca_bundle(env, "SENDGRID_CA_BUNDLE"),
             database_url=_database_url(env),
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
             cleanup_roots=_cleanup_roots(env),

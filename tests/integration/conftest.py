@@ -1,6 +1,6 @@
 """Fixtures of the integration tests: the session's real redis-server with a key namespace per test, the default
-project, a booted broker and client, an in-process worker, subprocess environments, and the real SMTP server and
-webhook receiver."""
+project, a booted broker and client, an in-process worker, subprocess environments, the real SMTP server, the
+SendGrid stand-in and the webhook receiver."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from jobkit.services.client import Client
 from jobkit.store.embedded import EmbeddedRedis
 from tests.support import ROOT, uses_project
 from tests.support.projects import TEST_JOBS
+from tests.support.sendgrid import SendGridStandIn, sendgrid_stand_in
 from tests.support.smtp import SmtpServer
 from tests.support.tokens import SECRET
 from tests.support.webhook import Receiver, webhook_receiver
@@ -129,6 +130,13 @@ def smtp_server() -> Iterator[SmtpServer]:
     server = SmtpServer()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def sendgrid(tmp_path: Path) -> Iterator[SendGridStandIn]:
+    """SendGrid's v3 Mail Send endpoint played on https://127.0.0.1:<port>, with a CA made for this test only."""
+    with sendgrid_stand_in(tmp_path / "sendgrid-tls") as stand_in:
+        yield stand_in
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Retry policy middleware: exponential backoff with jitter inside ``backoff.min``..``backoff.max``, ``retry_on`` /
-``skip_retry_on``, :class:`~jobkit.SkipRetry`, and the final error kept on the archived message.
+``skip_retry_on``, :class:`~jobkit.SkipRetry`, a server's ``Retry-After`` (:class:`~jobkit.errors.MailUnavailable`)
+as the earliest next attempt, and the final error kept on the archived message.
 
 Replaces Dramatiq's ``Retries`` (which keeps the previous attempt's traceback on a dead message and can jitter
 below the minimum).
@@ -18,7 +19,7 @@ from dramatiq import Broker, Middleware
 from dramatiq.errors import Retry
 
 from jobkit.config.model import DEFAULT_RETRY
-from jobkit.errors import SkipRetry
+from jobkit.errors import MailUnavailable, SkipRetry
 
 __all__ = ["Retries", "Verdict", "backoff_delay"]
 
@@ -91,6 +92,9 @@ class Retries(Middleware):
             low = timedelta(milliseconds=actor.options.get("min_backoff", _DEFAULT_MIN_BACKOFF_MS))
             high = timedelta(milliseconds=actor.options.get("max_backoff", _DEFAULT_MAX_BACKOFF_MS))
             delay_ms = int(backoff_delay(retries + 1, low, high).total_seconds() * 1000)
+        if isinstance(exception, MailUnavailable) and exception.retry_after is not None:
+            # The server said when to come back (Retry-After): never sooner, even when the backoff is shorter.
+            delay_ms = max(delay_ms, int(exception.retry_after.total_seconds() * 1000))
         delay_ms = max(delay_ms, 1)
         message.jobkit_verdict = Verdict("retry", attempts=retries + 1, of=max_retries, delay_ms=delay_ms)
         broker.enqueue(message, delay=delay_ms)

@@ -134,7 +134,7 @@ def test_mail_and_database_settings_from_the_environment() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"MAIL_MAILER": "sendmail"}, "MAIL_MAILER='sendmail': expected smtp or file"),
+        ({"MAIL_MAILER": "postfix"}, "MAIL_MAILER='postfix': expected file, smtp or sendgrid"),
         ({"SMTP_TLS": "maybe"}, "SMTP_TLS='maybe': expected starttls, tls or none"),
         ({"SMTP_PORT": "smtp"}, "SMTP_PORT='smtp': expected a port number between 1 and 65535"),
         ({"MAIL_FROM": "nobody"}, "MAIL_FROM='nobody': expected an address like noreply@example.com"),

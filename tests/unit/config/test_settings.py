@@ -57,3 +57,68 @@ def test_a_data_dir_too_deep_for_a_unix_socket_is_refused_with_the_fix(tmp_path:
     settings = Settings.from_env({"JOBKIT_DATA_DIR": str(tmp_path / ("x" * 120))}, dotenv=None)
     with pytest.raises(SettingsError, match="too long for a Unix socket"):
         settings.effective_redis_url()
+
+
+def test_sendgrid_settings_with_the_eu_endpoint_and_the_key_kept_out_of_repr(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {
+        "MAIL_MAILER": "SendGrid",
+        "SENDGRID_API_KEY": "SG.abc-123.secret_part",
+        "SENDGRID_API_URL": "https://api.eu.sendgrid.com/",
+        "SENDGRID_CA_BUNDLE": str(bundle),
+    }
+    settings = Settings.from_env(env, dotenv=None)
+    assert (settings.mail_mailer, settings.sendgrid_api_url) == ("sendgrid", "https://api.eu.sendgrid.com")
+    assert settings.sendgrid_api_key == "SG.abc-123.secret_part" and settings.sendgrid_ca_bundle == bundle
+    assert "secret_part" not in repr(settings)
+    defaults = Settings.from_env({}, dotenv=None)
+    assert (defaults.sendgrid_api_key, defaults.sendgrid_api_url, defaults.sendgrid_ca_bundle) == (
+        None,
+        "https://api.sendgrid.com",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"MAIL_MAILER": "sendgird"},
+            "MAIL_MAILER='sendgird': expected file, smtp or sendgrid (did you mean 'sendgrid'?)",
+        ),
+        (
+            {"MAIL_MAILER": "sendgrid"},
+            "MAIL_MAILER=sendgrid needs SENDGRID_API_KEY: set it to a SendGrid API key with the Mail Send permission",
+        ),
+        (
+            {"MAIL_MAILER": "sendgrid", "SENDGRID_API_KEY": "  "},
+            "MAIL_MAILER=sendgrid needs SENDGRID_API_KEY: set it to a SendGrid API key with the Mail Send permission",
+        ),
+        (
+            {"SENDGRID_API_URL": "http://api.sendgrid.com"},
+            "SENDGRID_API_URL='http://api.sendgrid.com': expected an https:// base URL like https://api.sendgrid.com "
+            "(the API key travels with every request, so plain http is refused)",
+        ),
+        (
+            {"SENDGRID_API_URL": "https://api.sendgrid.com:x"},
+            "SENDGRID_API_URL='https://api.sendgrid.com:x': expected an https:// base URL like "
+            "https://api.sendgrid.com (the API key travels with every request, so plain http is refused)",
+        ),
+        (
+            {"SENDGRID_CA_BUNDLE": "/no/such/ca.pem"},
+            "SENDGRID_CA_BUNDLE='/no/such/ca.pem': no such file (expected a PEM file of CA certificates)",
+        ),
+    ],
+)
+def test_a_bad_sendgrid_setting_names_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(env, dotenv=None)
+    assert str(raised.value) == message
+
+
+def test_a_broken_key_is_refused_without_showing_it() -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"MAIL_MAILER": "sendgrid", "SENDGRID_API_KEY": "SG.top\nsecret"}, dotenv=None)
+    assert str(raised.value).startswith("SENDGRID_API_KEY: the key holds spaces, line breaks or non-ASCII")
+    assert "secret" not in str(raised.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ def redis_server() -> Iterator[EmbeddedRedis]:
     os.environ["JOBKIT_TEST_REDIS_URL"] = server.url
     yield server
     server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

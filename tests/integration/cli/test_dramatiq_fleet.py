@@ -1,5 +1,5 @@
 """Moving a Dramatiq fleet onto jobkit, in subprocesses on the real Redis: stock ``RedisBroker`` producers beside
-``dramatiq jobkit.actors`` workers."""
+``dramatiq jobkit.actors`` workers, and a plain ``dramatiq.Worker`` keeping Dramatiq's own shutdown semantics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -80,3 +82,78 @@ def test_a_mixed_fleet_runs_200_stock_messages_once_each_and_the_delayed_ones_on
 
     workers.send_signal(signal.SIGTERM)
     assert workers.wait(30) == 0
+
+
+PLAIN_WORKER = """
+import time
+import dramatiq
+from jobkit.bootstrap import open_client
+
+broker = open_client().broker
+worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+worker.start()
+print("worker started", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+TWO_WORKERS = """
+import dramatiq
+from jobkit.bootstrap import open_client
+
+broker = open_client().broker
+
+@dramatiq.actor(broker=broker, actor_name="plain_async")
+async def plain_async() -> None:
+    return None
+
+first = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+first.start()
+second = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+second.start()
+first.stop(timeout=5_000)
+second.stop(timeout=5_000)
+print("both stopped", flush=True)
+"""
+
+
+def run_script(
+    processes: list[subprocess.Popen[str]], env: dict[str, str], tmp_path: Path, source: str
+) -> tuple[subprocess.Popen[str], Path]:
+    (tmp_path / "jobs.yaml").write_text(
+        'queues: {default: {weight: 1}}\ntasks:\n  t:record: {handler: "tests.handlers:record"}\n'
+    )
+    (tmp_path / "script.py").write_text(textwrap.dedent(source))
+    log = tmp_path / "script.log"
+    env = {**env, "JOBKIT_JOBS": str(tmp_path / "jobs.yaml")}
+    return start(processes, [sys.executable, str(tmp_path / "script.py")], env, ROOT, log), log
+
+
+def test_a_plain_worker_in_the_main_thread_keeps_dramatiqs_sigterm(
+    env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    # Given a process that runs a dramatiq.Worker on jobkit's broker in its main thread, with no handler of its own
+    script, log = run_script(processes, env, tmp_path, PLAIN_WORKER)
+    wait_for(lambda: "worker started" in log.read_text(), timeout=30, what="the worker")
+
+    # When it gets one SIGTERM, then it ends on it, as with any Dramatiq broker
+    started = time.monotonic()
+    script.send_signal(signal.SIGTERM)
+    try:
+        code = script.wait(10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the first SIGTERM was swallowed: the process still runs")
+    assert code == -signal.SIGTERM, log.read_text()
+    print(f"ended {time.monotonic() - started:.2f}s after one SIGTERM")
+
+
+def test_a_process_that_runs_two_workers_with_an_async_actor_exits(
+    env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    script, log = run_script(processes, env, tmp_path, TWO_WORKERS)
+    try:
+        code = script.wait(30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hangs at exit: " + log.read_text()[-2000:])
+    assert code == 0, log.read_text()
+    assert "both stopped" in log.read_text()

@@ -18,6 +18,7 @@ What Dramatiq documents, and each test checks:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -29,7 +30,12 @@ import dramatiq
 import pytest
 import redis
 from dramatiq.message import Message
+from dramatiq.middleware import AsyncIO
+from dramatiq.results import Results
 
+from jobkit.bootstrap import open_client
+from jobkit.config.model import Project
+from jobkit.config.settings import Settings
 from jobkit.engine.broker import JobkitBroker
 from jobkit.errors import SkipRetry
 from jobkit.services.client import Client
@@ -340,6 +346,39 @@ def test_a_stock_producers_delayed_message_shows_in_stats_survives_a_restart_and
     ran_ms = runs.items[0] * 1000
     assert eta <= ran_ms <= eta + 1000, ran_ms - eta
     assert len(runs) == 1
+
+
+# -- 8. middleware installed when an actor needs it ----------------------------------------------------------------
+def test_results_and_asyncio_are_installed_only_once_an_actor_uses_them(
+    settings: Settings, project: Project, redis_client: redis.Redis
+) -> None:
+    broker = open_client(settings, project).broker  # the test project: no async handler, no store_results
+
+    def installed() -> set[type[dramatiq.Middleware]]:
+        return {type(m) for m in broker.middleware}
+
+    assert not installed() & {AsyncIO, Results}
+    added = Runs()
+
+    @dramatiq.actor(broker=broker, actor_name="compat_async")
+    async def add(a: int, b: int) -> None:
+        await asyncio.sleep(0)
+        added.add(a + b)
+
+    assert AsyncIO in {base for m in installed() for base in m.__mro__}
+    assert Results not in installed()
+
+    @dramatiq.actor(broker=broker, actor_name="compat_result", store_results=True)
+    def multiply(a: int, b: int) -> int:
+        return a * b
+
+    [backend] = [m.backend for m in broker.middleware if isinstance(m, Results)]
+    with running_worker(broker):
+        add.send(1, 2)
+        product = multiply.send(3, 4)
+        assert product.get_result(backend=backend, block=True, timeout=5_000) == 12
+        wait_for(lambda: len(added), what="the async actor's run")
+    assert added.items == [3]
 
 
 def test_what_a_dead_stock_dramatiq_worker_held_runs_on_jobkit_workers(

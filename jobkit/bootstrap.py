@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from dramatiq.middleware import AgeLimit, AsyncIO, Callbacks, Pipelines, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, ShutdownNotifications, TimeLimit
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
@@ -27,6 +27,7 @@ from jobkit.engine.actors import declare_project
 from jobkit.engine.broker import JobkitBroker
 from jobkit.engine.middleware.archive_hook import ArchiveHook
 from jobkit.engine.middleware.flow_control import FlowControl
+from jobkit.engine.middleware.on_demand import OnDemand
 from jobkit.engine.middleware.priority import QueuePriority
 from jobkit.engine.middleware.release_on_exit import ReleaseOnExit
 from jobkit.engine.middleware.retries import Retries
@@ -75,15 +76,15 @@ def open_client(
     broker = JobkitBroker(client=redis, keys=keys, middleware=stock, work_queue=work_queue, **timing)
     client = Client(settings, project, broker)
     for middleware in (
+        # Dramatiq's retry options, Dramatiq's defaults for plain actors; YAML tasks carry their policy as options.
         Retries(),
         # Before the priority middleware: a deferred task must not be marked as started. WorkflowSteps' after hook
         # runs before Retries' (reverse order), so it learns about archiving in after_nack.
         FlowControl(broker),
         WorkflowSteps(client.workflows),
         QueuePriority(broker),
-        AsyncIO(),
-        # Only actors with store_results keep results; with it, handlers may return values without a warning.
-        Results(backend=RedisBackend(client=redis, namespace=keys.results)),
+        # Results (store_results) and AsyncIO (async actors) only once an actor uses them.
+        OnDemand(lambda: Results(backend=RedisBackend(client=redis, namespace=keys.results))),
         TaskLog(settings.log_successes),
         ReleaseOnExit(broker),
         WorkerInfo(broker),

@@ -290,7 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if words[:1] == ["worker"] and not {"-h", "--help"} & set(words[1:]):
+        # Everything after `worker` is Dramatiq's, flags included (argparse's REMAINDER refuses a leading flag).
+        args = parser.parse_args(["worker"])
+        args.dramatiq_args = words[1:]
+    else:
+        args = parser.parse_args(words)
     try:
         return int(args.func(args))
     except ConfigError as exc:

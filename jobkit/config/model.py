@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_RETENTION",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
+    "DRAMATIQ_RETRY",
     "AlertChannel",
     "AlertKind",
     "AlertRule",
@@ -83,7 +84,10 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
-"""The retry policy of a task that sets none (and of a message whose actor jobkit does not know)."""
+"""The retry policy of a jobs.yaml task that sets none."""
+DRAMATIQ_RETRY = RetryPolicy(max_retries=20, backoff_min=timedelta(seconds=15), backoff_max=timedelta(days=7))
+"""Dramatiq's own defaults (its ``Retries`` middleware), which a plain ``@dramatiq.actor`` gets when it sets no retry
+option: 20 retries, backoff from 15 s to 7 days."""
 
 
 # -- flow control ----------------------------------------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""jobs.yaml's tasks as Dramatiq actors on a broker: one actor per task, options from the task's policy."""
+"""jobs.yaml's tasks as Dramatiq actors on a broker: one actor per task, options from the task's policy.
+
+The policy is written as Dramatiq's own actor options (``max_retries``, ``min_backoff``/``max_backoff`` from
+``backoff``, ``time_limit`` from ``timeout``, ``throws`` for ``SkipRetry`` and ``skip_retry_on``) plus jobkit's
+(``retry_on``, ``retention``, limits), so the retry middleware treats a YAML task like any actor and a message's
+``send_with_options`` overrides it as in Dramatiq.
+"""
 
 from __future__ import annotations
 

@@ -3,12 +3,15 @@
 What changes against the stock broker, each inside the one round trip Dramatiq already makes per message:
 
 - delayed tasks and retries wait in Redis sorted sets (``<queue>.scheduled`` / ``<queue>.retry``), not in worker
-  memory; every fetch forwards the due ones, so a delay can be any length and survives worker restarts;
+  memory; every fetch forwards the due ones, so a delay can be any length and survives worker restarts. A stock
+  Dramatiq producer's delayed messages (``<queue>.DQ``, which a stock worker would hold in memory until their
+  ``eta``) are moved into the scheduled set by the same fetch, so a mixed fleet loses none of them;
 - an enqueue can carry claims (a unique task's lock, a scheduler's fire claim) taken in the same step;
 - the dead-letter set keeps the message as its final attempt ended (with that attempt's error), trimmed by age and
   size;
 - orphan recovery (tasks held by a worker whose heartbeat stopped) runs on a timer, and a worker sends heartbeats
-  even while all its threads are busy, so a long task never makes a live worker look dead;
+  even while all its threads are busy, so a long task never makes a live worker look dead; a dead stock Dramatiq
+  worker's messages (in Dramatiq's per-worker ack sets, its delay queues' too) are recovered as well;
 - a worker that is stopped hard hands everything it held straight back (``release``).
 
 Everything the broker needs is passed to its constructor: the Redis client, the key layout, and (in a worker) the
@@ -132,7 +135,8 @@ class JobkitBroker(RedisBroker):
         return JobkitConsumer
 
     def declare_queue(self, queue_name: str) -> None:
-        # No ``<queue>.DQ`` delay queue: delayed messages live in Redis sorted sets instead of worker memory.
+        # No ``<queue>.DQ`` delay queue consumer: delayed messages live in Redis sorted sets instead of worker memory
+        # (a stock producer's ``.DQ`` messages are moved there by the fetch, see broker.lua).
         if queue_name not in self.queues:
             self.emit_before("declare_queue", queue_name)
             self.queues.add(queue_name)
@@ -175,7 +179,8 @@ class JobkitBroker(RedisBroker):
             message.options["redis_message_id"] = str(uuid4())
         else:
             message = outgoing.message.copy(options={"redis_message_id": str(uuid4())})
-        message.options.pop("eta", None)
+        message.options.pop("eta", None)  # Dramatiq's in-memory delay: jobkit's delayed messages wait in Redis
+        message.options.pop("jobkit_retry", None)  # what jobkit 0.2 marked retries with
         delay = outgoing.delay_ms
         self.emit_before("enqueue", message, delay)
         rid = message.options["redis_message_id"]
@@ -183,7 +188,7 @@ class JobkitBroker(RedisBroker):
         if delay is None or delay <= 0:
             message.options.pop("jobkit_due", None)
             return message, "enqueue", [rid, message.encode(), message.message_id, *claims]
-        kind = "retry" if message.options.get("jobkit_retry") else "scheduled"
+        kind = "retry" if outgoing.retry else "scheduled"
         # Rounded up: a task never becomes due before the time asked for.
         due = math.ceil(time.time() * 1000 + delay)
         message.options["jobkit_due"] = due  # pending (for latency) from then on
@@ -247,7 +252,8 @@ class JobkitBroker(RedisBroker):
             self.heartbeat_timeout,
             self.dead_message_ttl,
             self.dead_max,
-            "1" if maintenance else "0",
+            # Maintenance: the queues this worker knows, where a dead stock Dramatiq worker's acks are looked for.
+            ("".join("\t" + name for name in sorted(self.queues)) or "\t") if maintenance else "",
             # Start markers ride along with a worker's own calls only.
             self._take_started() if self.started else "",
             *args,
@@ -338,7 +344,7 @@ class JobkitConsumer(Consumer):
     def ack(self, message: MessageProxy) -> None:
         options = message.options
         with self._settling(message):
-            if options.get("jobkit_deferred"):
+            if getattr(message, "jobkit_deferred", False):
                 # A rate or concurrency limit deferred this attempt (re-enqueued with a delay, never run): neither
                 # counted as processed nor recorded as completed.
                 self._call("ack", options["redis_message_id"], message.message_id, "deferred", 0, "")
@@ -357,7 +363,12 @@ class JobkitConsumer(Consumer):
         options = message.options
         with self._settling(message):
             unique = options.get(UNIQUE_OPTION, "")  # an archived task's lock ends in the same call
-            self._call("nack", options["redis_message_id"], message.encode(), unique, message.message_id)
+            if getattr(getattr(message, "jobkit_verdict", None), "kind", "") == "exhausted":
+                # Dramatiq counted the final failure in ``retries`` too: the archived copy says so, for inspection.
+                data = message.copy(options={"jobkit_exhausted": True}).encode()
+            else:
+                data = message.encode()
+            self._call("nack", options["redis_message_id"], data, unique, message.message_id)
 
     @contextmanager
     def _settling(self, message: MessageProxy) -> Iterator[None]:
@@ -380,6 +391,13 @@ class JobkitConsumer(Consumer):
         if rids:
             self._call("requeue", *rids)
 
+    def _from_delay_queue(self, message: Message[Any]) -> Message[Any]:
+        """A stock producer's delayed message (``<queue>.DQ``, with an ``eta``), moved to this queue's scheduled set by
+        the fetch and now due: it runs as a message of this queue, and its eta (Dramatiq's worker would hold it in
+        memory until then) is spent."""
+        options = {key: value for key, value in message.options.items() if key != "eta"}
+        return Message(**{**message.asdict(), "queue_name": self.queue_name, "options": options})
+
     def _set_paused(self, paused: bool) -> None:
         work_queue = self.broker.work_queue
         if paused and not self.paused and work_queue is not None:
@@ -396,6 +414,8 @@ class JobkitConsumer(Consumer):
             if self.message_cache:
                 self.misses = 0
                 message: Message[Any] = Message.decode(self.message_cache.pop(0))
+                if message.queue_name != self.queue_name or "eta" in message.options:
+                    message = self._from_delay_queue(message)
                 self.queued_message_ids.add(message.message_id)
                 return MessageProxy(message)
             now = time.monotonic()

@@ -93,6 +93,8 @@ class Outgoing:
     fresh: bool = False
     """The message was just built for this send and nothing else holds it: the broker may complete it in place
     instead of copying it (Dramatiq's ``enqueue`` copies, since its caller keeps the message)."""
+    retry: bool = False
+    """A failed attempt's retry: with a delay it waits in the queue's retry set instead of the scheduled one."""
 
     @property
     def task(self) -> str:
@@ -231,7 +233,7 @@ class MessageBuilder:
     def rerun(self, message: Message[Any]) -> tuple[Message[Any], tuple[Claim, ...]]:
         """An archived task about to run again: a fresh retry budget, and its unique lock to take again (it ended
         when the task was archived)."""
-        drop = ("retries", "jobkit_retry", "jobkit_due")
+        drop = ("retries", "requeue_timestamp", "jobkit_retry", "jobkit_due", "jobkit_exhausted")
         options = {key: value for key, value in message.options.items() if key not in drop}
         claims: tuple[Claim, ...] = ()
         spec = self.project.tasks.get(message.actor_name)

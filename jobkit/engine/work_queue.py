@@ -3,8 +3,9 @@
 Dramatiq's worker threads take messages from one shared ``work_queue`` that every queue's consumer fills; it
 orders by actor priority only, so a busy low queue gets as much attention as a critical one. The
 :class:`~jobkit.engine.middleware.priority.QueuePriority` middleware swaps that queue (``before_worker_boot``, so the
-stock ``Worker`` and ``dramatiq`` CLI keep working) for a :class:`WorkQueue` that keeps one FIFO per queue and, each
-time a thread takes work, picks
+stock ``Worker`` and ``dramatiq`` CLI keep working) for a :class:`WorkQueue` that keeps the messages of each queue in
+Dramatiq's order (actor ``priority`` first, lower numbers first, then arrival) and, each time a thread takes work,
+picks a queue:
 
 - **weighted**: queue Q with probability w_Q / Σw over the queues that have work (an empty or paused queue's share
   goes to the others), or
@@ -14,10 +15,11 @@ time a thread takes work, picks
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping
 from queue import Empty
 from typing import Any
@@ -35,7 +37,9 @@ class WorkQueue:
         self._lock = threading.Lock()
         self._available = threading.Condition(self._lock)
         self._all_done = threading.Condition(self._lock)
-        self._items: dict[str, deque[Any]] = {}
+        # Per queue, a heap of (actor priority, arrival number, item): Dramatiq's PriorityQueue order within it.
+        self._items: dict[str, list[tuple[int, int, Any]]] = {}
+        self._arrivals = itertools.count()
         self._order: list[str] = []
         self._maybe_more: dict[str, bool] = {}
         self.unfinished_tasks = 0
@@ -44,7 +48,7 @@ class WorkQueue:
     def reset(self) -> None:
         """Empty, as for a worker that boots (a broker may run several workers one after another)."""
         with self._lock:
-            self._items = {name: deque() for name in self._weights}
+            self._items = {name: [] for name in self._weights}
             # Heaviest first; a queue the project does not declare comes last.
             self._order = sorted(self._weights, key=lambda name: -self._weights[name])
             self._maybe_more = dict.fromkeys(self._weights, True)
@@ -55,11 +59,11 @@ class WorkQueue:
         name = item.message.queue_name
         with self._lock:
             if name not in self._items:
-                self._items[name] = deque()
+                self._items[name] = []
                 self._order.append(name)
                 self._weights.setdefault(name, 1)
                 self._maybe_more[name] = True
-            self._items[name].append(item)
+            heapq.heappush(self._items[name], (getattr(item, "priority", 0), next(self._arrivals), item))
             self.unfinished_tasks += 1
             self._available.notify()
 
@@ -70,12 +74,13 @@ class WorkQueue:
             self._available.notify_all()
 
     def take_all(self, queue_name: str) -> list[Any]:
-        """Remove and return every buffered message of one queue (its queue was paused)."""
+        """Remove and return every buffered message of one queue (its queue was paused), in the order they would
+        have run."""
         with self._lock:
             items = self._items.get(queue_name)
             if not items:
                 return []
-            taken = [item.message for item in items]
+            taken = [entry[2].message for entry in sorted(items)]
             items.clear()
             self.unfinished_tasks -= len(taken)
             if self.unfinished_tasks == 0:
@@ -128,7 +133,7 @@ class WorkQueue:
         if self._strict:
             for name in self._order:
                 if self._items[name]:
-                    return self._items[name].popleft()
+                    return heapq.heappop(self._items[name])[2]
                 if self._maybe_more[name]:
                     return None  # a heavier queue may still have tasks in Redis: wait for it
             return None
@@ -140,5 +145,5 @@ class WorkQueue:
         for name in candidates:
             draw -= self._weights[name]
             if draw < 0:
-                return self._items[name].popleft()
-        return self._items[candidates[-1]].popleft()
+                return heapq.heappop(self._items[name])[2]
+        return heapq.heappop(self._items[candidates[-1]])[2]

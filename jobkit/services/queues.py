@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeGuard, cast
 
 from dramatiq.message import Message
 
+from jobkit.config.model import DRAMATIQ_RETRY
 from jobkit.engine.messages import TRIGGERED_BY_OPTION, duplicate_error
 from jobkit.errors import TaskNotFound, TaskStateError, UnknownQueue, did_you_mean
 from jobkit.services.client import Client
@@ -29,6 +30,7 @@ _Names = list[str]
 _Raw = list[Any]
 _History = list[dict[str, Any]]
 _DAY_MS = 86_400_000
+_UNSET = object()
 
 
 def _iso(ms: Any) -> str | None:
@@ -135,6 +137,7 @@ class Queues:
         listed, held_or_waiting, active, scheduled, retry, archived, completed, paused = (int(v) for v in raw[:8])
         processed, failed, processed_total, failed_total = (int(v) for v in raw[8:12])
         pending = max(0, held_or_waiting - scheduled - retry - active)
+        scheduled += int(raw[14])  # a stock producer's delayed messages that no worker has taken over yet
         latency = 0
         if listed and raw[12]:
             waiting_since = max(int(raw[12]), int(raw[13] or 0))
@@ -290,11 +293,27 @@ class Queues:
         rows = [(raw[i].decode(), raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3)]
         return int(raw[0]), rows
 
+    def _max_retries(self, message: Message[Any]) -> int:
+        """The message's own ``max_retries``, else its task's, else its actor's (a plain Dramatiq actor declared in
+        this process), else Dramatiq's default; -1 for no limit."""
+        found = message.options.get("max_retries", _UNSET)
+        if found is _UNSET:
+            spec = self.client.project.tasks.get(message.actor_name)
+            actor = self.client.broker.actors.get(message.actor_name)
+            if spec is not None:
+                found = spec.retry.max_retries
+            elif actor is not None:
+                found = actor.options.get("max_retries", DRAMATIQ_RETRY.max_retries)
+            else:
+                found = DRAMATIQ_RETRY.max_retries
+        return int(found) if found is not None else -1
+
     def _info(self, name: str, state: State, score: Any, data: bytes) -> TaskInfo:
         message = Message.decode(data)
         options = message.options
-        spec = self.client.project.tasks.get(message.actor_name)
-        default_max = spec.retry.max_retries if spec else 0
+        retries = int(options.get("retries", 0))
+        if options.get("jobkit_exhausted"):
+            retries -= 1  # Dramatiq counts the final failure in ``retries`` too; this is the retries made
         next_at = _iso(score) if state in ("scheduled", "retry") and score not in (None, b"") else None
         return TaskInfo(
             id=message.message_id,
@@ -302,8 +321,8 @@ class Queues:
             task=message.actor_name,
             state=state,
             payload=redacted_payload(self.client.project, message.actor_name, message.kwargs),
-            retried=int(options.get("retries", 0)),
-            max_retries=int(options.get("max_retries", default_max)),
+            retried=max(0, retries),
+            max_retries=self._max_retries(message),
             last_error=options.get("last_error"),
             last_failed_at=_iso(options.get("last_failed_at")),
             next_process_at=next_at,

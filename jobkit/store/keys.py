@@ -39,7 +39,9 @@ LAYOUT: dict[str, Key] = {
     # -- a queue ---------------------------------------------------------------------------------------------------
     "pending": Key("{ns}:{queue}", "list", "pending rids, oldest first (Dramatiq's queue list)"),
     "messages": Key("{ns}:{queue}.msgs", "hash", "rid -> message, for every live rid (Dramatiq's)"),
-    "delayed": Key("{ns}:{queue}.DQ", "list", "Dramatiq's delay queue (stock producers' delayed messages)"),
+    "delayed": Key(
+        "{ns}:{queue}.DQ", "list", "Dramatiq's delay queue: stock producers' delayed rids (a fetch moves them)"
+    ),
     "delayed_messages": Key("{ns}:{queue}.DQ.msgs", "hash", "rid -> message of Dramatiq's delay queue"),
     "ids": Key("{ns}:{queue}.ids", "hash", "message id -> its current rid (live or archived)"),
     "active": Key("{ns}:{queue}.active", "hash", "rid -> started at (ms): running now"),

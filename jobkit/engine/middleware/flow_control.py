@@ -42,7 +42,7 @@ class _QuietDeferrals(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == "Message %s was skipped." and record.args:
             message = record.args[0] if isinstance(record.args, tuple) else None
-            return not getattr(message, "options", {}).get("jobkit_deferred")
+            return not getattr(message, "jobkit_deferred", False)
         return True
 
 
@@ -85,7 +85,7 @@ class FlowControl(Middleware):
 
     def _defer(self, message: Any, delay_ms: int) -> None:
         self.broker.enqueue(message, delay=delay_ms)
-        message.options["jobkit_deferred"] = True  # after enqueue: the copy waiting in Redis does not carry it
+        message.jobkit_deferred = True  # on the proxy only: the broker acks it as "deferred", the task log skips it
         raise SkipMessage("deferred by a rate limit or concurrency cap")
 
     def _release_slot(self, message: Any) -> None:

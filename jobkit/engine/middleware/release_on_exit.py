@@ -1,13 +1,23 @@
-"""A worker leaving hands back what it will not run."""
+"""A worker leaving hands back what it will not run, without changing how Dramatiq stops.
+
+No signal handler: Dramatiq's own stay in charge (with ``dramatiq``'s CLI, and so ``jobkit worker`` and ``jobkit
+up``, the first SIGTERM stops gracefully within ``--worker-shutdown-timeout`` and a second one kills the worker
+process with exit code 1; a ``dramatiq.Worker`` in an application's main thread ends on SIGTERM as with any broker).
+What jobkit adds happens on the way out, whichever way that is:
+
+- graceful stop: the prefetched tasks go back to Redis as soon as the stop begins, so other workers can start them
+  while the running ones finish; whatever is still held when the worker has stopped (a timeout ran out) goes too;
+- a second SIGTERM, or the interpreter exiting with the worker still running: everything the process holds goes back
+  to the front of its queue from a :mod:`multiprocessing` exit finalizer. That runs in Dramatiq's worker processes
+  (which leave through ``multiprocessing``, skipping ``atexit``) and, through ``multiprocessing``'s own ``atexit``
+  hook, in any other process.
+"""
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import signal
-import threading
 from collections import defaultdict
+from multiprocessing.util import Finalize
 from typing import Any
 
 import dramatiq
@@ -15,22 +25,25 @@ from dramatiq.common import iter_queue
 
 from jobkit.engine.broker import JobkitBroker
 
-__all__ = ["HARD_STOP_EXIT_CODE", "ReleaseOnExit"]
+__all__ = ["ReleaseOnExit"]
 
 log = logging.getLogger("jobkit")
 
-#: Exit code of a worker process stopped by a second signal (Dramatiq's RET_KILLED).
-HARD_STOP_EXIT_CODE = 1
+#: Before multiprocessing's other exit finalizers (higher runs first): Redis must still be reachable.
+_EXIT_PRIORITY = 100
 
 
 class ReleaseOnExit(dramatiq.Middleware):
-    """A worker leaving hands back what it will not run. On SIGTERM, prefetched tasks go back at once, so other
-    workers can start them while the running ones finish. Whatever is still held after a graceful stop whose
-    timeout ran out, on a second SIGTERM (Dramatiq's hard stop, which skips atexit in its worker processes), or at
-    interpreter exit goes back too."""
+    """Hands prefetched tasks back when a worker begins to stop, and everything still held when it has stopped or
+    when the process exits without stopping it."""
 
     def __init__(self, broker: JobkitBroker) -> None:
         self.broker = broker
+        self._at_exit: Finalize | None = None
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        if self._at_exit is None:
+            self._at_exit = Finalize(None, self.release, exitpriority=_EXIT_PRIORITY)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         waiting: dict[str, list[Any]] = defaultdict(list)
@@ -43,30 +56,10 @@ class ReleaseOnExit(dramatiq.Middleware):
             except Exception as exc:
                 log.warning("could not hand back %d prefetched task(s) (%s)", len(messages), exc)
 
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        atexit.register(self.release)
-        if threading.current_thread() is not threading.main_thread():
-            return
-        previous = signal.getsignal(signal.SIGTERM)
-        signals = 0
-
-        def on_sigterm(signum: int, frame: Any) -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
-                if callable(previous):
-                    previous(signum, frame)
-                return
-            # Hard stop. Exit right here: Dramatiq's own exit path waits forever on its AsyncIO loop thread.
-            self.release()
-            log.warning("stopped at once; unfinished tasks were handed back")
-            logging.shutdown()
-            os._exit(HARD_STOP_EXIT_CODE)
-
-        signal.signal(signal.SIGTERM, on_sigterm)
-
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
-        atexit.unregister(self.release)
+        if self._at_exit is not None:
+            self._at_exit.cancel()
+            self._at_exit = None
         self.release()
 
     def release(self) -> None:

@@ -34,7 +34,7 @@ class TaskLog(dramatiq.Middleware):
         return (time.monotonic() - started) * 1000 if started is not None else 0.0
 
     def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
-        if message.options.get("jobkit_deferred"):
+        if getattr(message, "jobkit_deferred", False):
             self.started.pop(message.message_id, None)  # not an attempt: it waits for its limit
             return
         took = self._took_ms(message)
@@ -43,9 +43,10 @@ class TaskLog(dramatiq.Middleware):
             if log.isEnabledFor(self.success_level):
                 log.log(self.success_level, "%s %s done in %.0fms", message.actor_name, message.message_id, took)
         elif verdict is not None and verdict.kind == "retry":
+            of = f"/{verdict.of}" if verdict.of is not None else ""
             log.warning(
-                "%s %s failed in %.0fms (retry %d/%d in %.1fs): %s",
-                message.actor_name, message.message_id, took, verdict.attempts, verdict.of,
+                "%s %s failed in %.0fms (retry %d%s in %.1fs): %s",
+                message.actor_name, message.message_id, took, verdict.attempts, of,
                 verdict.delay_ms / 1000, message.options.get("last_error"),
             )  # fmt: skip
         else:  # a failure some other middleware handled (e.g. Dramatiq's own Retries)

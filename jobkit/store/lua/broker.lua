@@ -2,6 +2,8 @@
 --
 -- ARGV = command, now_ms, queue, worker_id, heartbeat_timeout_ms, dead_ttl_ms, dead_max, maintenance, started,
 --        ...command arguments
+-- "maintenance" is "" (none this call) or the queues the calling worker knows, "\t<queue>\t<queue>...": orphan
+-- recovery looks there for what a dead stock Dramatiq worker held, since Dramatiq keeps no index of a worker's queues.
 -- except for the enqueue commands clients send, which take the short path: ARGV = command, "", queue, ...arguments.
 --
 -- "started" carries the start markers that ride along: "<queue>\t<rid>\n..." for messages this worker began running
@@ -9,6 +11,7 @@
 --
 -- Keys touched (see jobkit/store/keys.py): K.heartbeats, K.worker_acks(worker), K.worker_queue_acks(worker, queue),
 -- K.paused, K.pending(queue), K.messages(queue), K.ids(queue), K.active(queue), K.scheduled(queue), K.retry(queue),
+-- K.delayed(queue), K.delayed_messages(queue) (Dramatiq's delay queue, which stock producers write: read and emptied),
 -- K.dead(queue), K.dead_messages(queue), K.done(queue), K.done_messages(queue), K.processed_day(queue, day),
 -- K.failed_day(queue, day), K.processed_total(queue), K.failed_total(queue); and the claim keys an enqueue is given
 -- (unique locks, scheduler fire claims), which the caller builds with the same layout.
@@ -104,6 +107,41 @@ local function forward(zset)
     end
 end
 
+-- A stock Dramatiq producer's delayed messages wait in K.delayed(queue) (rids, oldest first) and
+-- K.delayed_messages(queue) (rid -> message, with its due time in options.eta), which Dramatiq's own workers read.
+-- Move them, rid and message unchanged, into this queue's scheduled set, due at their eta: from then on they are
+-- jobkit's delayed tasks (in Redis, in stats, by id). The worker that runs one drops its eta and its ".DQ" queue
+-- name. Rids a stock worker has fetched are no longer in the list, so only unclaimed messages move. One LLEN when
+-- there are none.
+local function forward_delayed()
+    local delayed = K.delayed(queue)
+    if redis.call("llen", delayed) == 0 then
+        return
+    end
+    local delayed_messages = K.delayed_messages(queue)
+    local rids = redis.call("lrange", delayed, 0, FORWARD_BATCH - 1)
+    local data = redis.call("hmget", delayed_messages, unpack(rids))
+    for i = 1, #rids do
+        if data[i] then
+            local due, message_id = now, nil
+            local ok, decoded = pcall(cjson.decode, data[i])
+            if ok and type(decoded) == "table" then
+                message_id = decoded["message_id"]
+                if type(decoded["options"]) == "table" and tonumber(decoded["options"]["eta"]) then
+                    due = tonumber(decoded["options"]["eta"])
+                end
+            end
+            redis.call("hset", Q.messages, rids[i], data[i])
+            if type(message_id) == "string" then
+                redis.call("hset", Q.ids, message_id, rids[i])
+            end
+            redis.call("zadd", Q.scheduled, due, rids[i])
+        end
+    end
+    redis.call("ltrim", delayed, #rids, -1)
+    redis.call("hdel", delayed_messages, unpack(rids))
+end
+
 local function next_due()
     local best = nil
     for _, zset in ipairs({Q.scheduled, Q.retry}) do
@@ -139,24 +177,45 @@ local function trim()
     end
 end
 
--- Hand back every rid a worker held (on any queue) and forget the worker. K.worker_acks(worker) lists the queues it
--- fetched from, so nothing needs KEYS or SCAN.
-local function release_worker(worker)
+-- Hand back the rids a worker held on queue q (to the head of the queue) and forget them; returns how many.
+local function hand_back(worker, q)
+    local worker_acks = K.worker_queue_acks(worker, q)
+    local queue_active, queue_messages, queue_pending = K.active(q), K.messages(q), K.pending(q)
+    local rids = redis.call("smembers", worker_acks)
+    local released = 0
+    for j = #rids, 1, -1 do
+        redis.call("hdel", queue_active, rids[j])
+        if redis.call("hexists", queue_messages, rids[j]) == 1 then
+            redis.call("lpush", queue_pending, rids[j])
+            released = released + 1
+        end
+    end
+    redis.call("del", worker_acks)
+    return released
+end
+
+-- Hand back every rid a worker held (on any queue) and forget the worker. K.worker_acks(worker) lists the queues a
+-- jobkit worker fetched from, so nothing needs KEYS or SCAN. A stock Dramatiq worker keeps no such index: for it,
+-- the queues in `known` (tab-separated) are searched, with their delay queues, whose rids go back to Dramatiq's
+-- delay list (the next fetch moves them to the scheduled set).
+local function release_worker(worker, known)
     local queues_index = K.worker_acks(worker)
     local queues = redis.call("smembers", queues_index)
     local released = 0
     for i = 1, #queues do
-        local worker_acks = K.worker_queue_acks(worker, queues[i])
-        local queue_active, queue_messages, queue_pending = K.active(queues[i]), K.messages(queues[i]), K.pending(queues[i])
-        local rids = redis.call("smembers", worker_acks)
-        for j = #rids, 1, -1 do
-            redis.call("hdel", queue_active, rids[j])
-            if redis.call("hexists", queue_messages, rids[j]) == 1 then
-                redis.call("lpush", queue_pending, rids[j])
+        released = released + hand_back(worker, queues[i])
+    end
+    for q in string.gmatch(known or "", "[^\t]+") do
+        released = released + hand_back(worker, q)
+        local delay_acks = K.worker_queue_acks(worker, q .. ".DQ")
+        local rids = redis.call("smembers", delay_acks)
+        for j = 1, #rids do
+            if redis.call("hexists", K.delayed_messages(q), rids[j]) == 1 then
+                redis.call("rpush", K.delayed(q), rids[j])
                 released = released + 1
             end
         end
-        redis.call("del", worker_acks)
+        redis.call("del", delay_acks)
     end
     redis.call("del", queues_index)
     redis.call("zrem", K.heartbeats, worker)
@@ -167,7 +226,7 @@ end
 local function recover_orphans()
     local dead_workers = redis.call("zrangebyscore", K.heartbeats, "-inf", now - heartbeat_timeout)
     for i = 1, #dead_workers do
-        release_worker(dead_workers[i])
+        release_worker(dead_workers[i], maintenance)
     end
 end
 
@@ -184,7 +243,7 @@ local function settle(rid)
 end
 
 mark_started()
-if maintenance == "1" then
+if maintenance ~= "" then
     heartbeat()
     recover_orphans()
     trim()
@@ -193,6 +252,7 @@ end
 if command == "fetch" then
     -- args: how many. Returns {next due time or -1, 1 if paused else 0, message, message, ...}.
     heartbeat()
+    forward_delayed()
     forward(Q.scheduled)
     forward(Q.retry)
     local result = {next_due() or -1, 0}

@@ -8,7 +8,8 @@
 -- Keys touched (see jobkit/store/keys.py): K.paused, K.pending(queue), K.messages(queue), K.ids(queue),
 -- K.active(queue), K.scheduled(queue), K.retry(queue), K.dead(queue), K.dead_messages(queue), K.done(queue),
 -- K.done_messages(queue), K.processed_day(queue, day), K.failed_day(queue, day), K.processed_total(queue),
--- K.failed_total(queue); the unique locks named in messages' options (released or taken again); the claim keys a
+-- K.failed_total(queue), K.delayed(queue) (stats count a stock producer's delayed messages not yet taken over); the
+-- unique locks named in messages' options (released or taken again); the claim keys a
 -- "run" is given (a re-run archived task takes its unique lock again).
 
 local command = ARGV[1]
@@ -95,7 +96,8 @@ if command == "stats" then
             end
             local tail = string.sub(data, options_at)
             enqueued = string.match(tail, '"message_timestamp":%s*(%d+)%s*}%s*$') or ""
-            due = string.match(tail, '"jobkit_due":%s*(%d+)') or ""
+            -- jobkit_due: when a delayed task or retry became due; eta: the same, for a stock producer's message
+            due = string.match(tail, '"jobkit_due":%s*(%d+)') or string.match(tail, '"eta":%s*(%d+)') or ""
         end
     end
     return {
@@ -113,6 +115,7 @@ if command == "stats" then
         redis.call("get", K.failed_total(queue)) or "0",
         enqueued,
         due,
+        redis.call("llen", K.delayed(queue)),
     }
 
 elseif command == "task" then

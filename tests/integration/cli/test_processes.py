@@ -35,6 +35,16 @@ def dramatiq_argv(*flags: str) -> list[str]:
     return [sys.executable, "-m", "dramatiq", "jobkit.actors", *flags]
 
 
+def worker_argv(command: str, threads: int) -> list[str]:
+    """One worker process with ``threads`` threads, started the Dramatiq way or the jobkit way (which runs the
+    former with jobs.yaml's worker settings; the flags given after them win)."""
+    flags = ("--processes", "1", "--threads", str(threads))
+    return [JOBKIT, "worker", *flags] if command == "jobkit worker" else dramatiq_argv(*flags)
+
+
+WORKER_COMMANDS = pytest.mark.parametrize("command", ["dramatiq jobkit.actors", "jobkit worker"])
+
+
 def test_a_task_from_a_temporary_jobs_yaml_runs_under_the_stock_dramatiq_cli(
     env: dict[str, str],
     tmp_path: Path,
@@ -80,7 +90,9 @@ def test_a_task_from_a_temporary_jobs_yaml_runs_under_the_stock_dramatiq_cli(
     assert worker.wait(20) == 0
 
 
+@WORKER_COMMANDS
 def test_sigterm_lets_four_running_tasks_finish_and_exits_0_with_no_ack_left(
+    command: str,
     env: dict[str, str],
     tmp_path: Path,
     redis_client: redis.Redis,
@@ -92,7 +104,7 @@ def test_sigterm_lets_four_running_tasks_finish_and_exits_0_with_no_ack_left(
     )
     env = {**env, "JOBKIT_JOBS": str(tmp_path / "jobs.yaml")}
     key = f"{namespace}:graceful"
-    worker = start(processes, dramatiq_argv("--processes", "1", "--threads", "4"), env, ROOT, tmp_path / "w.log")
+    worker = start(processes, worker_argv(command, threads=4), env, ROOT, tmp_path / "w.log")
     for _ in range(4):
         subprocess.run(
             [JOBKIT, "dispatch", "test:slow", "--payload", f'{{"key": "{key}", "seconds": 2}}'],
@@ -110,7 +122,9 @@ def test_sigterm_lets_four_running_tasks_finish_and_exits_0_with_no_ack_left(
     assert redis_client.hlen(f"{namespace}:default.msgs") == 0
 
 
+@WORKER_COMMANDS
 def test_a_second_sigterm_stops_at_once_and_hands_every_task_back(
+    command: str,
     env: dict[str, str],
     tmp_path: Path,
     redis_client: redis.Redis,
@@ -122,7 +136,7 @@ def test_a_second_sigterm_stops_at_once_and_hands_every_task_back(
     )
     env = {**env, "JOBKIT_JOBS": str(tmp_path / "jobs.yaml")}
     key = f"{namespace}:hard"
-    worker = start(processes, dramatiq_argv("--processes", "1", "--threads", "2"), env, ROOT, tmp_path / "w.log")
+    worker = start(processes, worker_argv(command, threads=2), env, ROOT, tmp_path / "w.log")
     for _ in range(4):  # 2 run, 2 wait prefetched in the worker
         subprocess.run(
             [JOBKIT, "dispatch", "test:slow", "--payload", f'{{"key": "{key}", "seconds": 30}}'],
@@ -136,8 +150,9 @@ def test_a_second_sigterm_stops_at_once_and_hands_every_task_back(
     wait_for(lambda: redis_client.llen(f"{namespace}:default") == 2, what="prefetched tasks handed back")
     worker.send_signal(signal.SIGTERM)
 
-    # Then the worker stops long before the 30 s tasks end, and all four tasks are pending again
-    worker.wait(10)
+    # Then the worker stops long before the 30 s tasks end (Dramatiq's kill: exit code 1), and all four tasks are
+    # pending again
+    assert worker.wait(10) == 1
     assert redis_client.llen(f"{namespace}:default") == 4
     assert redis_client.hlen(f"{namespace}:default.msgs") == 4
     assert ack_members(redis_client, namespace) == 0

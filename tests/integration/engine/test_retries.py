@@ -7,6 +7,7 @@ import redis
 
 from jobkit.engine.broker import JobkitBroker
 from jobkit.services.client import Client
+from jobkit.services.queues import Queues
 from tests.support import attempts, wait_for
 
 # TEST_JOBS: backoff between 100ms and 400ms, max_retries 3 unless the task says otherwise.
@@ -45,9 +46,11 @@ def test_task_that_always_fails_is_archived_after_max_retries_plus_one_attempts_
     assert len(attempts(redis_client, key)) == 3
     assert [m.message_id for m in dead] == [ref.id]
     assert dead[0].options["last_error"] == "ConnectionError: attempt 3 failed"
-    assert dead[0].options["retries"] == 2
+    assert dead[0].options["retries"] == 3  # Dramatiq's count: every failure, the final one too
     assert "attempt 3 failed" in dead[0].options["traceback"]
     assert broker.do_qsize("default") == 0
+    info = Queues(client).task("default", ref.id)
+    assert (info.state, info.retried, info.max_retries) == ("archived", 2, 2)  # the retries made
 
 
 def test_skip_retry_archives_after_one_attempt(

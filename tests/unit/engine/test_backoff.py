@@ -3,9 +3,10 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+import dramatiq
 import pytest
 
-from jobkit.engine.middleware.retries import backoff_delay
+from jobkit.engine.middleware.retries import Retries, backoff_delay
 
 LOW, HIGH = timedelta(seconds=1), timedelta(hours=1)
 
@@ -32,3 +33,20 @@ def test_capped_delays_still_jitter_below_the_maximum() -> None:
     draws = [backoff_delay(40, LOW, HIGH, rng) for _ in range(500)]
     assert all(HIGH / 2 <= d <= HIGH for d in draws)
     assert len(set(draws)) > 100
+
+
+def test_a_minimum_above_the_maximum_waits_the_maximum() -> None:
+    # A plain actor that sets only max_backoff=300 keeps Dramatiq's 15 s minimum: no wait exceeds the maximum.
+    rng = random.Random(5)
+    assert {backoff_delay(retry, timedelta(seconds=15), timedelta(milliseconds=300), rng) for retry in (1, 2, 9)} == {
+        timedelta(milliseconds=300)
+    }
+
+
+def test_a_plain_actor_gets_the_defaults_of_dramatiqs_own_retries_middleware() -> None:
+    ours, theirs = Retries(), dramatiq.middleware.Retries()
+    assert (ours.max_retries, ours.min_backoff, ours.max_backoff) == (20, 15_000, 7 * 86_400_000)
+    assert (ours.max_retries, ours.min_backoff, ours.max_backoff) == (
+        theirs.max_retries, theirs.min_backoff, theirs.max_backoff,
+    )  # fmt: skip
+    assert theirs.actor_options <= ours.actor_options

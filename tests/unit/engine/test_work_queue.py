@@ -72,3 +72,20 @@ def test_take_all_returns_a_paused_queues_messages_and_settles_the_count() -> No
     assert queue.get(timeout=0).message.queue_name == "default"
     queue.task_done()
     queue.join()  # returns: nothing unfinished
+
+
+def test_inside_a_queue_the_lowest_actor_priority_comes_first_then_arrival_order() -> None:
+    # Dramatiq's PriorityQueue order: lower numbers are higher priorities, equal ones first come first served.
+    queue = WorkQueue(WEIGHTS, rng=random.Random(4))
+    for n, priority in enumerate([100, 0, 100, 5, 0]):
+        queue.put(Item(FakeMessage("default", f"m{n}"), priority=priority))
+    taken = [queue.get(timeout=0).message.message_id for _ in range(5)]
+    assert taken == ["m1", "m4", "m3", "m0", "m2"]
+
+
+def test_a_paused_queue_hands_back_its_messages_in_the_order_they_would_have_run() -> None:
+    queue = WorkQueue(WEIGHTS)
+    for n, priority in enumerate([10, 0, 10, 0]):
+        queue.put(Item(FakeMessage("low", f"m{n}"), priority=priority))
+    assert [message.message_id for message in queue.take_all("low")] == ["m1", "m3", "m0", "m2"]
+    assert queue.qsize() == 0 and queue.unfinished_tasks == 0

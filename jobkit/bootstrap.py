@@ -31,6 +31,7 @@ from jobkit.engine.middleware.on_demand import OnDemand
 from jobkit.engine.middleware.priority import QueuePriority
 from jobkit.engine.middleware.release_on_exit import ReleaseOnExit
 from jobkit.engine.middleware.retries import Retries
+from jobkit.engine.middleware.running_tasks import RunningTasks
 from jobkit.engine.middleware.task_log import TaskLog
 from jobkit.engine.middleware.worker_info import WorkerInfo
 from jobkit.engine.middleware.workflow_steps import WorkflowSteps
@@ -89,6 +90,8 @@ def open_client(
         ReleaseOnExit(broker),
         WorkerInfo(broker),
         ArchiveHook(Alerts(client).on_archived),  # `when: archived` alert rules, as a task is archived
+        # Last: its before hook runs after all others', its after hook first (results, progress, cancellation).
+        RunningTasks(broker, client.sealer),
     ):
         broker.add_middleware(middleware)
     declare_project(broker, project, _handlers(client), client.sealer)

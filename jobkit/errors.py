@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from difflib import get_close_matches
+from typing import Any
 
 __all__ = [
     "AuthError",
@@ -29,9 +30,13 @@ __all__ = [
     "PayloadError",
     "PeriodiqError",
     "Problem",
+    "ResultMissing",
+    "ResultTimeout",
     "ScheduleError",
     "SettingsError",
     "SkipRetry",
+    "TaskCanceled",
+    "TaskFailed",
     "TaskNotFound",
     "TaskStateError",
     "TemplateError",
@@ -134,6 +139,8 @@ class DuplicateTask(DispatchError):
     def __init__(self, message: str | None = None, *, existing_id: str = "") -> None:
         #: Id of the task that holds the lock (the API answers 409 with it).
         self.existing_id = existing_id
+        #: For ``dispatch_many``: what each payload became (None where refused).
+        self.refs: list[Any] = []
         super().__init__(message)
 
 
@@ -156,6 +163,32 @@ class TaskNotFound(JobkitError):
 
 class TaskStateError(JobkitError):
     """The operation is not allowed in the task's current state."""
+
+
+# -- results ---------------------------------------------------------------------------------------------------------
+class TaskFailed(JobkitError):
+    """The task was archived: its retries are spent or its error is permanent. ``last_error`` is its final error."""
+
+    def __init__(self, message: str, last_error: str | None = None) -> None:
+        super().__init__(message)
+        self.last_error = last_error
+
+
+class TaskCanceled(JobkitError):
+    """The task was canceled; ``by`` names who canceled it."""
+
+    def __init__(self, message: str, by: str | None = None) -> None:
+        super().__init__(message)
+        self.by = by
+
+
+class ResultMissing(JobkitError):
+    """The task completed but kept no result (its retention is 0, its result was not JSON or too large, or its
+    retention ran out)."""
+
+
+class ResultTimeout(JobkitError, TimeoutError):
+    """The task did not finish within the time ``result()`` was given to wait."""
 
 
 class AuthError(JobkitError):

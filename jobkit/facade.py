@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from jobkit.bootstrap import default_client, set_default_client
@@ -24,10 +25,12 @@ __all__ = [
     "chain",
     "default_client",
     "dispatch",
+    "dispatch_many",
     "get_client",
     "group",
     "list_schedules",
     "queues",
+    "result",
     "schedule_once",
     "schedule_recurring",
     "set_client",
@@ -59,6 +62,7 @@ def _on_schedules(method: Callable[Concatenate[Schedules, P], R]) -> Callable[P,
 
 
 dispatch = _on_default(Client.dispatch)
+dispatch_many = _on_default(Client.dispatch_many)
 schedule_once = _on_schedules(Schedules.once)
 schedule_recurring = _on_schedules(Schedules.recurring)
 unschedule = _on_schedules(Schedules.remove)
@@ -78,6 +82,13 @@ def set_client(client: Client | None) -> None:
 def queues() -> Queues:
     """Stats, pause/resume and task operations on the default client's queues."""
     return Queues(default_client())
+
+
+def result(task_id: str, timeout: timedelta | float | None = None, queue: str | None = None) -> Any:
+    """What task (or workflow run) ``task_id`` returned, waiting up to ``timeout`` for it to finish; see
+    :meth:`jobkit.TaskRef.result` for what it raises. ``queue`` spares a look through every declared queue."""
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    return default_client().lifecycle.result(task_id, queue, seconds)
 
 
 @dataclass(frozen=True)

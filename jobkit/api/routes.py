@@ -13,6 +13,9 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from redis.exceptions import RedisError
 
 from jobkit.api.schemas import (
+    ArchivedTask,
+    BatchTriggered,
+    Canceled,
     DeletedTask,
     DuplicateBody,
     EmailTrigger,
@@ -66,6 +69,9 @@ READ = {"role": "viewer"}
 TRIGGER = {"role": "user"}
 #: A task's own page: viewer and admin tokens, and a user token for the tasks it triggered.
 OWN_TASK = {"role": "viewer", "owner": True}
+#: The most payloads one batch trigger takes (a tiny payload is a few bytes: the body limit alone would let one
+#: request enqueue hundreds of thousands of tasks).
+MAX_BATCH = 10_000
 #: What a trigger body may carry besides the payload.
 _TRIGGER_OPTIONS = ("delay", "at", "queue")
 
@@ -250,6 +256,27 @@ class JobsController(Controller):
         ref = await _dispatch(request, task, payload, _dispatch_options(task, data))
         return Triggered(f"{task} queued successfully", "queued", ref.id, ref.task, ref.queue)
 
+    @post("/trigger/{task:str}/batch", status_code=202, sync_to_thread=True, opt=TRIGGER, responses=_TRIGGER_ERRORS)
+    def trigger_batch(
+        self, request: Request[Any, Any, Any], task: FromPath[str], data: JSONBody[list[dict[str, Any]]]
+    ) -> BatchTriggered:
+        """Queue one ``api: true`` task per payload of the list: every payload is checked first, and if one is
+        refused nothing is queued (the error names its index)."""
+        services = _services(request)
+        spec = services.client.task_spec(task)
+        if not spec.api:
+            raise UnknownTask(f"task {task!r} cannot be triggered through the API (declare it with api: true)")
+        if not data or len(data) > MAX_BATCH:
+            raise InvalidRequest(f"body: a list of 1 to {MAX_BATCH} payloads, found {len(data)}")
+        for index, payload in enumerate(data):
+            if _depth(payload) > MAX_DEPTH:
+                raise ValidationException(f"body[{index}]: nests deeper than the {MAX_DEPTH} levels a payload may have")
+            reserved = sorted(set(payload) & set(DISPATCH_OPTIONS))
+            if reserved:
+                raise InvalidRequest(f"body[{index}].{reserved[0]}: a dispatch option, not a payload field")
+        refs = services.client.dispatch_many(task, data, triggered_by=claims_of(request).sub)
+        return BatchTriggered(f"{len(refs)} {task} queued", "queued", task, spec.queue, [ref.id for ref in refs])
+
     @get("/workflows/{workflow_id:str}", sync_to_thread=True, opt=OWN_TASK, responses=_errors(404))
     def workflow(self, request: Request[Any, Any, Any], workflow_id: FromPath[str]) -> WorkflowState:
         """A workflow run: its status, the step that failed (if one did), and every step's tasks and states; a user
@@ -305,6 +332,22 @@ class JobsController(Controller):
         """Delete a pending, scheduled, retry, archived or completed task (a running one: 409)."""
         state = _services(request).queues.delete(queue, task_id)
         return DeletedTask(queue, task_id, True, state)
+
+    @post("/task/{queue:str}/{task_id:str}/cancel", status_code=200, sync_to_thread=True, responses=_errors(404, 409))
+    def cancel_task(self, request: Request[Any, Any, Any], queue: FromPath[str], task_id: FromPath[str]) -> Canceled:
+        """Cancel a task that has not finished: a pending, scheduled or retry one is archived as canceled at once, a
+        running one is interrupted within a second. Never retried; the task keeps who canceled it (409 once it
+        finished)."""
+        previous = _services(request).queues.cancel(queue, task_id, by=claims_of(request).sub)
+        return Canceled(queue, task_id, previous, "canceling" if previous == "active" else "canceled")
+
+    @post("/task/{queue:str}/{task_id:str}/archive", status_code=200, sync_to_thread=True, responses=_errors(404, 409))
+    def archive_task(
+        self, request: Request[Any, Any, Any], queue: FromPath[str], task_id: FromPath[str]
+    ) -> ArchivedTask:
+        """Archive a pending, scheduled or retry task (it stays inspectable and can be retried; 409 otherwise)."""
+        previous = _services(request).queues.archive(queue, task_id, by=claims_of(request).sub)
+        return ArchivedTask(queue, task_id, previous, "archived")
 
     @post("/retry", status_code=200, sync_to_thread=True, responses=_body_errors(404, 409))
     def retry(self, request: Request[Any, Any, Any], data: JSONBody[RetryRequest]) -> Retried:

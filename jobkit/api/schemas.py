@@ -16,6 +16,9 @@ from jobkit.scheduling.dynamic import ScheduleInfo
 from jobkit.services.queues import QueueStats, TaskInfo
 
 __all__ = [
+    "ArchivedTask",
+    "BatchTriggered",
+    "Canceled",
     "DeletedTask",
     "EmailTrigger",
     "ErrorBody",
@@ -143,6 +146,34 @@ class DeletedTask:
     deleted: bool
     state: str
     """The state the task was in."""
+
+
+@dataclass
+class Canceled:
+    queue: str
+    task_id: str
+    previous_state: str
+    """The state the task was in."""
+    status: Literal["canceled", "canceling"]
+    """``canceled``: it was not running and is archived as canceled now; ``canceling``: the worker that holds it
+    interrupts it within a second (read the task to see it archived)."""
+
+
+@dataclass
+class ArchivedTask:
+    queue: str
+    task_id: str
+    previous_state: str
+    status: Literal["archived"]
+
+
+@dataclass
+class BatchTriggered:
+    message: str
+    status: Literal["queued"]
+    task: str
+    queue: str
+    task_ids: list[str]
 
 
 class RetryRequest(Strict):

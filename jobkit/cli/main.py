@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 from redis.exceptions import RedisError
@@ -25,7 +27,7 @@ from jobkit.config.model import Project, ScheduleFile
 from jobkit.config.schedules_file import load_schedules
 from jobkit.config.settings import Settings
 from jobkit.durations import parse_duration
-from jobkit.errors import ConfigError, DurationError, JobkitError, Problem, UsageError
+from jobkit.errors import ConfigError, DispatchError, DurationError, JobkitError, Problem, UsageError
 from jobkit.scheduling.dynamic import Schedules
 from jobkit.scheduling.fire_loop import Scheduler
 from jobkit.scheduling.periodiq import periodiq_schedules
@@ -94,7 +96,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - execv does not return
 
 
+def _payloads(path: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The payloads of a JSON Lines file (``-``: standard input), one object per line, and the line number of each
+    (blank lines are skipped)."""
+    try:
+        lines = sys.stdin.read().splitlines() if path == "-" else Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--payloads {path}: cannot read it ({exc})") from None
+    payloads: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            payload = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{number}:{exc.pos + 1}: not JSON: {exc.msg}") from None
+        if not isinstance(payload, dict):
+            raise UsageError(f"{path}:{number}: expected a JSON object of fields, found {type(payload).__name__}")
+        payloads.append(payload)
+        numbers.append(number)
+    if not payloads:
+        raise UsageError(f"--payloads {path}: no payloads in it (one JSON object per line)")
+    return payloads, numbers
+
+
 def cmd_dispatch(args: argparse.Namespace) -> int:
+    if args.payload and args.payloads:
+        raise UsageError("--payload and --payloads: give one payload or a file of them, not both")
     try:
         payload = json.loads(args.payload) if args.payload else {}
     except json.JSONDecodeError as exc:
@@ -115,6 +144,18 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     if args.queue:
         options["queue"] = args.queue
     client = open_client()
+    if args.payloads:
+        payloads, numbers = _payloads(args.payloads)
+        try:
+            refs = client.dispatch_many(args.task, payloads, **options)
+        except DispatchError as exc:  # "payload 3: ..." (counted from 0) -> the file's line
+            found = re.match(r"payload (\d+): (.*)", exc.message, re.DOTALL)
+            if found is None:
+                raise
+            line = numbers[int(found.group(1))]
+            raise UsageError(f"{args.payloads}:{line}: {found.group(2)}") from None
+        print("\n".join(ref.id for ref in refs))
+        return 0
     ref = client.dispatch(args.task, **options, **payload)
     print(ref.id)
     return 0
@@ -277,9 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("dramatiq_args", nargs=argparse.REMAINDER, help="extra flags passed to dramatiq")
     worker.set_defaults(func=cmd_worker)
 
-    dispatch = sub.add_parser("dispatch", help="enqueue one task and print its id")
+    dispatch = sub.add_parser("dispatch", help="enqueue one task (or one per line of --payloads) and print its id")
     dispatch.add_argument("task", help="task name, e.g. email:send")
     dispatch.add_argument("--payload", help="JSON object of keyword arguments")
+    dispatch.add_argument(
+        "--payloads", metavar="FILE.jsonl", help="one JSON object per line (- reads stdin): all checked, then queued"
+    )
     when = dispatch.add_mutually_exclusive_group()
     when.add_argument("--delay", help="run after this long, e.g. 5m")
     when.add_argument("--at", help="run at this ISO time, e.g. 2026-01-31T09:00:00+00:00")

@@ -1,4 +1,4 @@
-"""The operator commands of ``jobkit``: stats, pause, resume, tasks, task, retry, delete, token, api.
+"""The operator commands of ``jobkit``: stats, pause, resume, tasks, task, retry, delete, cancel, archive, token, api.
 
 Each calls the same service layer as the REST API (``Queues``, ``mint_token``) and prints for a person (a rich
 table) or, with ``--json``, for a script.
@@ -7,6 +7,7 @@ table) or, with ``--json``, for a script.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from typing import Any
@@ -103,6 +104,29 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _who() -> str:
+    """Who a command acts for, as kept on a canceled task: ``cli:<login name>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "cli"
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    state = _queues().cancel(args.queue, args.task_id, by=_who())
+    if state == "active":
+        print(f"task {args.task_id} (running) is being interrupted; it ends canceled within a second")
+    else:
+        print(f"task {args.task_id} ({state}) canceled")
+    return 0
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    state = _queues().archive(args.queue, args.task_id, by=_who())
+    print(f"task {args.task_id} ({state}) archived")
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     """``jobkit token --sub NAME --role ROLE [--ttl 1h]`` mints a token; ``jobkit token revoke ID`` revokes one."""
     settings = Settings.from_env()
@@ -164,6 +188,8 @@ def add_commands(sub: Any) -> None:
         ("task", cmd_task, "one task as JSON"),
         ("retry", cmd_retry, "run a scheduled, retry or archived task now"),
         ("delete", cmd_delete, "delete a task that is not running"),
+        ("cancel", cmd_cancel, "cancel a task (a running one is interrupted within a second)"),
+        ("archive", cmd_archive, "archive a pending, scheduled or retry task"),
     ):
         command = sub.add_parser(name, help=text)
         command.add_argument("queue")

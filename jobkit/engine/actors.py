@@ -18,6 +18,7 @@ from jobkit.config.imports import import_exception
 from jobkit.config.model import Project, TaskSpec
 from jobkit.engine.broker import JobkitBroker
 from jobkit.engine.middleware.flow_control import CONCURRENCY_OPTION, RATE_OPTION
+from jobkit.engine.middleware.running_tasks import MAX_RESULT_OPTION, SENSITIVE_OPTION
 from jobkit.engine.sealing import Sealer
 from jobkit.errors import SkipRetry
 
@@ -56,6 +57,9 @@ def declare_task(
             "throws": (SkipRetry, *skip),
             RATE_OPTION: rate,
             CONCURRENCY_OPTION: task.concurrency,
+            # A result is kept (sealed where sensitive) when no larger than a payload may be.
+            SENSITIVE_OPTION: task.sensitive,
+            MAX_RESULT_OPTION: task.max_payload,
         },
     )
 

@@ -40,6 +40,7 @@ from dramatiq.middleware import Middleware, MiddlewareError
 
 from jobkit.config.model import DEFAULT_RETENTION
 from jobkit.engine.messages import UNIQUE_OPTION, Claim, Outgoing, Refused
+from jobkit.engine.running import CANCELED_OPTION
 from jobkit.engine.work_queue import WorkQueue
 from jobkit.store.connection import async_twin
 from jobkit.store.keys import Keys
@@ -53,7 +54,11 @@ HEARTBEAT_TIMEOUT_MS = 15_000
 DEAD_TTL_MS = 90 * 86_400_000
 DEAD_MAX = 10_000
 #: Commands a client sends (dispatch, scheduler); everything else comes from a worker.
-_CLIENT_COMMANDS = frozenset({"enqueue", "schedule"})
+_CLIENT_COMMANDS = frozenset({"enqueue", "schedule", "enqueue_many"})
+#: Messages per script call of send_many (each call is atomic: Redis serves no one else meanwhile), and script calls
+#: per pipeline round trip.
+SEND_MANY_BATCH = 250
+SEND_MANY_CALLS_PER_TRIP = 8
 #: How often each consumer runs maintenance (orphan recovery, dead-letter trimming) along with a fetch.
 MAINTENANCE_INTERVAL_S = 5.0
 #: The longest an idle consumer sleeps between fetches; a due delayed task wakes it earlier.
@@ -171,6 +176,39 @@ class JobkitBroker(RedisBroker):
         message, command, args = self._prepare(outgoing)
         result = await self._batcher.call(self._header(command, message.queue_name, args))
         return self._sent(outgoing, message, result)
+
+    def send_many(self, outgoings: list[Outgoing]) -> list[tuple[Message[Any], Refused | None]]:
+        """:meth:`send` for many messages of one queue, in batches of :data:`SEND_MANY_BATCH` per script call and
+        several calls per round trip. Each message's claims are taken as for :meth:`send`: one refused message is
+        not enqueued, the others are."""
+        if not outgoings:
+            return []
+        queue_name = outgoings[0].message.queue_name
+        prepared = []
+        for outgoing in outgoings:
+            if outgoing.message.queue_name != queue_name:
+                raise ValueError("send_many takes the messages of one queue")
+            prepared.append(self._prepare(outgoing))
+        replies: list[Any] = []
+        calls = [prepared[start : start + SEND_MANY_BATCH] for start in range(0, len(prepared), SEND_MANY_BATCH)]
+        for trip in range(0, len(calls), SEND_MANY_CALLS_PER_TRIP):
+            pipe = self.client.pipeline(transaction=False)
+            for call in calls[trip : trip + SEND_MANY_CALLS_PER_TRIP]:
+                args: list[Any] = []
+                for _message, command, command_args in call:
+                    if len(command_args) == (3 if command == "enqueue" else 5):
+                        command_args = [*command_args, 0]  # no claims: say so, the next message follows
+                    args += [command, len(command_args), *command_args]
+                self.lua.call("broker", *self._header("enqueue_many", queue_name, args), client=pipe)
+            for reply in pipe.execute():
+                replies.extend(reply)
+        sent = []
+        for outgoing, (message, _command, _args), reply in zip(outgoings, prepared, replies, strict=True):
+            if reply != 1:
+                index, _, holder = (reply.decode() if isinstance(reply, bytes) else str(reply)).partition("\t")
+                reply = [int(index), holder]
+            sent.append(self._sent(outgoing, message, reply))
+        return sent
 
     def _prepare(self, outgoing: Outgoing) -> tuple[Message[Any], str, list[Any]]:
         """The message as it will be stored, and the script command and arguments that store it."""
@@ -368,7 +406,8 @@ class JobkitConsumer(Consumer):
                 data = message.copy(options={"jobkit_exhausted": True}).encode()
             else:
                 data = message.encode()
-            self._call("nack", options["redis_message_id"], data, unique, message.message_id)
+            state = "canceled" if options.get(CANCELED_OPTION) is not None else "archived"
+            self._call("nack", options["redis_message_id"], data, unique, message.message_id, state)
 
     @contextmanager
     def _settling(self, message: MessageProxy) -> Iterator[None]:

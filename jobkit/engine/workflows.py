@@ -33,6 +33,7 @@ from jobkit.config.model import WorkflowSpec
 from jobkit.config.placeholders import references, render
 from jobkit.engine.broker import JobkitBroker
 from jobkit.engine.messages import MessageBuilder, Outgoing, duplicate_error
+from jobkit.engine.running import CANCELED_OPTION
 from jobkit.engine.sealing import redact
 from jobkit.errors import DispatchError, DuplicateTask, TemplateError
 
@@ -166,9 +167,10 @@ class WorkflowRuns:
             sent.append(message)
         return sent
 
-    def _fail(self, workflow_id: str, step: int, error: str, **extra: Any) -> None:
-        fields: dict[str, Any] = {"status": "failed", "failed_step": step, "error": error[:_ERROR_CHARS]}
+    def _fail(self, workflow_id: str, step: int, error: str, status: str = "failed", **extra: Any) -> None:
+        fields: dict[str, Any] = {"status": status, "failed_step": step, "error": error[:_ERROR_CHARS]}
         self.redis.hset(self._key(workflow_id), mapping=cast(Any, {**fields, "updated_at": _now_ms(), **extra}))
+        self.redis.publish(self.broker.keys.finished(workflow_id), status)  # wakes a TaskRef.result() on the run
 
     # -- what the middleware reports -------------------------------------------------------------------------------
     def member_started(self, message: Any) -> None:
@@ -206,6 +208,7 @@ class WorkflowRuns:
             self.redis.hset(
                 key, mapping={"status": "completed", "result": json.dumps(previous), "finished_at": _now_ms()}
             )
+            self.redis.publish(self.broker.keys.finished(workflow_id), "completed")
             return
         stored_input = json.loads(raw[1] or b"{}")
         secret_inputs = definition.get("sensitive_input", [])
@@ -222,12 +225,17 @@ class WorkflowRuns:
         if ref is None:
             return
         workflow_id, step, member = ref
-        error = str(message.options.get("last_error", "archived"))
+        canceled_by = message.options.get(CANCELED_OPTION)
+        if canceled_by is not None:  # a canceled step stops its run, which ends canceled
+            status, error = "canceled", f"canceled by {canceled_by}"
+        else:
+            status, error = "failed", str(message.options.get("last_error", "archived"))
         self._fail(
             workflow_id,
             step,
             error,
-            **{f"m:{step}:{member}": "failed", "failed_task": message.message_id, "failed_queue": message.queue_name},
+            status,
+            **{f"m:{step}:{member}": status, "failed_task": message.message_id, "failed_queue": message.queue_name},
         )
 
     # -- reading ---------------------------------------------------------------------------------------------------
@@ -255,7 +263,7 @@ class WorkflowRuns:
                     }
                 )
             states = {t["state"] for t in tasks}
-            state = next((s for s in ("failed", "running", "retry", "pending") if s in states), None)
+            state = next((s for s in ("failed", "canceled", "running", "retry", "pending") if s in states), None)
             if state is None:
                 state = "completed" if states == {"completed"} else "waiting"
             steps.append({"index": index, "group": step["group"], "state": state, "tasks": tasks})

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
@@ -22,8 +22,9 @@ from jobkit.engine.broker import JobkitBroker
 from jobkit.engine.messages import DISPATCH_OPTIONS, MessageBuilder, Outgoing, duplicate_error
 from jobkit.engine.sealing import Sealer
 from jobkit.engine.workflows import WorkflowRuns
-from jobkit.errors import DispatchError
+from jobkit.errors import DispatchError, DuplicateTask, JobkitError, PayloadError
 from jobkit.services.auth import sealer_for
+from jobkit.services.lifecycle import Lifecycle
 
 __all__ = ["Client", "ClientTask", "TaskRef", "needs_client"]
 
@@ -33,11 +34,36 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class TaskRef:
-    """A dispatched task: its id (stable across retries), queue and task name."""
+    """A dispatched task: its id (stable across retries), queue and task name; it can wait for the task's result,
+    read its progress and cancel it."""
 
     id: str
     queue: str
     task: str
+    _lifecycle: Lifecycle | None = field(default=None, compare=False, repr=False)
+
+    def result(self, timeout: timedelta | float | None = None) -> Any:
+        """What the handler returned, once the task completed, waiting up to ``timeout`` (None: as long as it
+        takes; no polling). Raises ``TaskFailed`` (archived; ``last_error``), ``TaskCanceled``, ``ResultMissing``
+        (completed, nothing kept) or ``ResultTimeout``. For a workflow run: its last step's result."""
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        return self._tracked().result(self.id, self.queue, seconds)
+
+    def progress(self) -> dict[str, Any] | None:
+        """What the handler last reported with ``jobkit.progress()`` (``done``, ``total``, ``percent``, ``note``,
+        ``updated_at``), or None."""
+        return self._tracked().progress(self.id, self.queue)
+
+    def cancel(self, by: str = "python") -> str:
+        """Cancel the task (see ``jobkit.queues().cancel``); returns the state it was in."""
+        return self._tracked().cancel(self.id, self.queue, by)
+
+    def _tracked(self) -> Lifecycle:
+        if self._lifecycle is None:
+            raise JobkitError(
+                f"TaskRef {self.id!r} was built by hand: use jobkit.result({self.id!r}) or jobkit.queues() instead"
+            )
+        return self._lifecycle
 
 
 class Client:
@@ -55,6 +81,8 @@ class Client:
         self.sealer = sealer if sealer is not None else sealer_for(settings)
         self.builder = MessageBuilder(project, broker.keys, self.sealer)
         self.workflows = WorkflowRuns(broker, self.builder)
+        #: Results, progress, cancel and archive: what the TaskRefs it returns ask about their tasks.
+        self.lifecycle = Lifecycle(broker, project, self.workflows, self.sealer)
 
     def task_spec(self, name: str) -> TaskSpec:
         """The declared task ``name``; raises :class:`~jobkit.errors.UnknownTask` with a "did you mean"."""
@@ -77,6 +105,56 @@ class Client:
         options = {"delay": delay, "at": at, "queue": queue, "max_retries": max_retries, "timeout": timeout}
         return self._send(task, options, payload)
 
+    def dispatch_many(
+        self,
+        task: str,
+        payloads: Iterable[Mapping[str, Any]],
+        /,
+        *,
+        delay: timedelta | float | None = None,
+        at: datetime | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout: timedelta | float | None = None,
+        triggered_by: str | None = None,
+    ) -> list[TaskRef]:
+        """Enqueue one ``task`` per payload, with the same options for all. Every payload is checked first, as
+        :meth:`dispatch` checks one: if any is refused, nothing is enqueued and the error names its index. Then they
+        go out in pipelined batches, each message through the message builder (a ``unique`` task's lock holds per
+        payload: a payload whose lock is held is not enqueued, and :class:`~jobkit.errors.DuplicateTask` says which
+        after the others went; its ``refs`` lists what was enqueued, None where refused)."""
+        self.task_spec(task)  # an unknown task is refused once, not per payload
+        if task in self.project.workflows and task not in self.project.tasks:
+            raise DispatchError(f"{task}: a workflow is started one run at a time (dispatch), not in bulk")
+        options: dict[str, Any] = {
+            "delay": delay, "at": at, "queue": queue, "max_retries": max_retries, "timeout": timeout,
+            "triggered_by": triggered_by,
+        }  # fmt: skip
+        built: list[Outgoing] = []
+        for index, payload in enumerate(payloads):
+            if not isinstance(payload, Mapping):
+                raise PayloadError(f"{task}: payload {index} is {type(payload).__name__}, not an object of fields")
+            try:
+                built.append(self.builder.build(task, dict(payload), **options))
+            except DispatchError as exc:
+                raise type(exc)(f"payload {index}: {exc.message}", exc.hint) from None
+        refs: list[TaskRef | None] = []
+        refused: list[str] = []
+        for index, (message, refusal) in enumerate(self.broker.send_many(built)):
+            if refusal is None:
+                refs.append(TaskRef(message.message_id, message.queue_name, task, _lifecycle=self.lifecycle))
+            else:
+                refs.append(None)
+                refused.append(f"payload {index} (held by {refusal.holder})")
+        if refused:
+            error = DuplicateTask(
+                f"{task}: {len(refused)} of {len(refs)} not enqueued, a task with the same unique key is already "
+                f"queued or running: {', '.join(refused[:10])}{' ...' if len(refused) > 10 else ''}"
+            )
+            error.refs = refs
+            raise error
+        return [ref for ref in refs if ref is not None]
+
     async def dispatch_async(
         self, task: str, /, *, triggered_by: str | None = None, **options_and_payload: Any
     ) -> TaskRef:
@@ -95,7 +173,7 @@ class Client:
         """Start one run of ``workflow``; the returned id is the run's (see ``Queues.workflow``), the queue is its
         first step's."""
         workflow_id, messages = self.workflows.start(workflow, payload, triggered_by)
-        return TaskRef(id=workflow_id, queue=messages[0].queue_name, task=workflow.name)
+        return TaskRef(id=workflow_id, queue=messages[0].queue_name, task=workflow.name, _lifecycle=self.lifecycle)
 
     def _send(self, task: str, options: dict[str, Any], payload: dict[str, Any]) -> TaskRef:
         workflow = self._workflow(task, options)
@@ -113,11 +191,10 @@ class Client:
             raise DispatchError(f"{task}: a workflow takes only its payload (no delay, at, queue or options)")
         return workflow
 
-    @staticmethod
-    def _ref(outgoing: Outgoing, message: Any, refused: Any) -> TaskRef:
+    def _ref(self, outgoing: Outgoing, message: Any, refused: Any) -> TaskRef:
         if refused is not None:
             raise duplicate_error(outgoing.task, refused.holder)
-        return TaskRef(id=message.message_id, queue=message.queue_name, task=outgoing.task)
+        return TaskRef(id=message.message_id, queue=message.queue_name, task=outgoing.task, _lifecycle=self.lifecycle)
 
 
 def _split(arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -8,7 +8,7 @@ messages), and every operation is one atomic step of the ``queues`` Lua script.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeGuard, cast
 
@@ -16,8 +16,11 @@ from dramatiq.message import Message
 
 from jobkit.config.model import DRAMATIQ_RETRY
 from jobkit.engine.messages import TRIGGERED_BY_OPTION, duplicate_error
+from jobkit.engine.running import CANCELED_OPTION, PROGRESS_OPTION, RESULT_OPTION
+from jobkit.engine.sealing import redact
 from jobkit.errors import TaskNotFound, TaskStateError, UnknownQueue, did_you_mean
 from jobkit.services.client import Client
+from jobkit.services.lifecycle import progress_record
 from jobkit.services.limits import describe_limits
 from jobkit.services.redaction import redacted_payload
 
@@ -88,6 +91,13 @@ class TaskInfo:
     enqueued_at: str | None
     triggered_by: str | None = None
     """The ``sub`` of the API token that triggered the task (None for tasks dispatched otherwise)."""
+    result: Any = None
+    """The handler's return value (completed tasks, while retained), sensitive fields as "***"."""
+    canceled_by: str | None = None
+    """Who canceled the task (an API token's ``sub``, ``cli:<user>``, ``python``); None unless canceled."""
+    progress: dict[str, Any] | None = None
+    """What the handler last reported with ``jobkit.progress()``: ``done``, ``total``, ``percent``, ``note``,
+    ``updated_at`` (ISO 8601); None if it never did."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -219,11 +229,17 @@ class Queues:
 
     # -- tasks -----------------------------------------------------------------------------------------------------
     def task(self, name: str, task_id: str) -> TaskInfo:
+        return self.task_with_message(name, task_id)[0]
+
+    def task_with_message(self, name: str, task_id: str) -> tuple[TaskInfo, Message[Any]]:
+        """:meth:`task` and the stored message itself (sensitive fields sealed), for services that need more."""
         found = self._call("task", self.check(name), task_id)
         if found[0] == b"missing":
             raise TaskNotFound(f"no task {task_id!r} in queue {name!r}")
         state: State = found[0].decode()
-        return self._info(name, state, found[2], found[3])
+        live = cast(bytes | None, self.redis.get(self.keys.progress(name, task_id))) if state == "active" else None
+        message = Message.decode(found[3])
+        return self._info(name, state, found[2], message, live), message
 
     def tasks(self, name: str, state: str = "pending", page: int = 1, size: int = 20) -> tuple[int, _Infos]:
         """One page of a queue's tasks in a state: (total in that state, tasks)."""
@@ -234,9 +250,17 @@ class Queues:
         page, size = max(1, page), max(1, min(size, 1000))
         start = (page - 1) * size
         total, rows = self._list(self.check(name), state, start, start + size - 1)
-        if state == "active":  # a small hash read whole: order by start time and page here
-            rows = sorted(rows, key=lambda row: float(row[1]))[start : start + size]
-        return total, [self._info(name, state, score, data) for _rid, score, data in rows if data]
+        rows = [row for row in rows if row[2]]
+        if state != "active":
+            return total, [self._info(name, state, score, data) for _rid, score, data in rows]
+        # A small hash read whole: order by start time and page here; progress comes in one MGET.
+        rows = sorted(rows, key=lambda row: float(row[1]))[start : start + size]
+        infos = [self._info(name, state, score, data) for _rid, score, data in rows]
+        if not infos:
+            return total, infos
+        live = cast(list[bytes | None], self.redis.mget([self.keys.progress(name, info.id) for info in infos]))
+        pairs = zip(infos, live, strict=True)
+        return total, [replace(info, progress=progress_record(raw)) if raw else info for info, raw in pairs]
 
     def delete(self, name: str, task_id: str) -> str:
         """Delete a pending, scheduled, retry, archived or completed task; returns the state it was in."""
@@ -251,6 +275,17 @@ class Queues:
                 f"task {task_id!r} was already handed to a worker and starts shortly; it cannot be deleted"
             )
         raise TaskStateError(f"task {task_id!r} is {state}; a running task cannot be deleted")
+
+    def cancel(self, name: str, task_id: str, by: str = "python") -> str:
+        """Cancel a task; returns the state it was in. A pending, scheduled or retry task is archived as canceled at
+        once; a running one (or one a worker holds, about to start) is interrupted within a second by the worker
+        that holds it, then archived as canceled. Never retried; ``canceled_by`` says who asked."""
+        return self.client.lifecycle.cancel(task_id, self.check(name), by)
+
+    def archive(self, name: str, task_id: str, by: str = "python") -> str:
+        """Archive a pending, scheduled or retry task where it is (it stays inspectable and can be retried);
+        returns the state it was in."""
+        return self.client.lifecycle.archive(task_id, self.check(name), by)
 
     def retry(self, name: str, task_id: str) -> str:
         """Run a scheduled, retry or archived task now (an archived one with a fresh retry budget)."""
@@ -308,9 +343,15 @@ class Queues:
                 found = DRAMATIQ_RETRY.max_retries
         return int(found) if found is not None else -1
 
-    def _info(self, name: str, state: State, score: Any, data: bytes) -> TaskInfo:
-        message = Message.decode(data)
+    def _info(
+        self, name: str, state: State, score: Any, data: bytes | Message[Any], live: bytes | None = None
+    ) -> TaskInfo:
+        message = data if isinstance(data, Message) else Message.decode(data)
         options = message.options
+        result = options.get(RESULT_OPTION) if state == "completed" else None
+        spec = self.client.project.tasks.get(message.actor_name)
+        if spec is not None and spec.sensitive and isinstance(result, dict):
+            result = redact(result, spec.sensitive)
         retries = int(options.get("retries", 0))
         if options.get("jobkit_exhausted"):
             retries -= 1  # Dramatiq counts the final failure in ``retries`` too; this is the retries made
@@ -329,4 +370,7 @@ class Queues:
             completed_at=_iso(options.get("completed_at")),
             enqueued_at=_iso(message.message_timestamp),
             triggered_by=options.get(TRIGGERED_BY_OPTION),
+            result=result,
+            canceled_by=options.get(CANCELED_OPTION),
+            progress=progress_record(live) if live else progress_record(options.get(PROGRESS_OPTION)),
         )

@@ -51,6 +51,7 @@ LAYOUT: dict[str, Key] = {
     "dead_messages": Key("{ns}:{queue}.XQ.msgs", "hash", "rid -> message as its final attempt ended"),
     "done": Key("{ns}:{queue}.done", "zset", "message id -> kept until (ms): completed tasks"),
     "done_messages": Key("{ns}:{queue}.done.msgs", "hash", "message id -> completed message"),
+    "progress": Key("{ns}:{queue}.progress.{id}", "string", "a running task's latest progress (JSON), 1 h at most"),
     "processed_day": Key("{ns}:{queue}.processed.{day}", "string", "attempts finished that UTC day (90 days)"),
     "failed_day": Key("{ns}:{queue}.failed.{day}", "string", "attempts failed that UTC day (90 days)"),
     "processed_total": Key("{ns}:{queue}.processed_total", "string", "attempts finished, ever"),
@@ -62,6 +63,10 @@ LAYOUT: dict[str, Key] = {
     "rate": Key("{ns}:__rate__.{task}", "zset", "start -> start time (ms) within the rate window"),
     "running": Key("{ns}:__running__.{task}", "zset", "rid -> slot expiry (ms): the concurrency semaphore"),
     "workflow": Key("{ns}:__workflow__.{id}", "hash", "one workflow run's state"),
+    # -- task lifecycle --------------------------------------------------------------------------------------------
+    "cancel": Key("{ns}:__cancel__", "channel", "pub/sub: '<message id>\\t<by>' tells workers to cancel a task"),
+    "canceled": Key("{ns}:__canceled__.{id}", "string", "who canceled a task a worker holds (10 min): not run again"),
+    "finished": Key("{ns}:__finished__.{id}", "channel", "pub/sub: the task's final state, as it settles"),
     # -- scheduling ------------------------------------------------------------------------------------------------
     "schedules": Key("{ns}:__schedules__", "hash", "entry id -> JSON definition"),
     "schedules_version": Key("{ns}:__schedules__.version", "string", "bumped on every change of the entries"),
@@ -99,6 +104,7 @@ class Keys:
         self.alert_samples = self._key("alert_samples")
         self.results = self._key("results")
         self.revoked_tokens = self._key("revoked_tokens")
+        self.cancel = self._key("cancel")
 
     def _key(self, name: str, **parts: object) -> str:
         return LAYOUT[name].template.format(ns=self.namespace, **parts)
@@ -130,6 +136,16 @@ class Keys:
         """Every key of one queue that holds tasks (not its counters)."""
         names = ("pending", "messages", "delayed", "delayed_messages", "ids", "active", "scheduled", "retry", "dead")
         return [self._key(name, queue=queue) for name in (*names, "dead_messages", "done", "done_messages")]
+
+    def progress(self, queue: str, message_id: str) -> str:
+        return self._key("progress", queue=queue, id=message_id)
+
+    # -- task lifecycle --------------------------------------------------------------------------------------------
+    def canceled(self, message_id: str) -> str:
+        return self._key("canceled", id=message_id)
+
+    def finished(self, message_id: str) -> str:
+        return self._key("finished", id=message_id)
 
     # -- flow control ----------------------------------------------------------------------------------------------
     def unique(self, task: str, digest: str) -> str:

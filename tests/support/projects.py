@@ -27,6 +27,39 @@ tasks:
   test:greet: {handler: "tests.handlers:greet"}
 """
 
+#: Results, cancellation and progress (tests/handlers/lifecycle.py).
+LIFECYCLE_JOBS = """
+queues:
+  default: {weight: 3}
+  low: {weight: 1}
+defaults:
+  queue: default
+  max_retries: 3
+  backoff: {min: 30s, max: 60s}
+  timeout: 60s
+tasks:
+  life:rows: {handler: "tests.handlers.lifecycle:rows", api: true}
+  life:no_rows: {handler: "tests.handlers.lifecycle:no_rows", max_retries: 1, backoff: {min: 50ms, max: 100ms}}
+  life:retrying: {handler: "tests.handlers.lifecycle:no_rows", max_retries: 5}
+  life:secret: {handler: "tests.handlers.lifecycle:secret_result", sensitive: [token], api: true}
+  life:too_big: {handler: "tests.handlers.lifecycle:too_big", max_payload: 1000}
+  life:not_json: {handler: "tests.handlers.lifecycle:not_json"}
+  life:brief: {handler: "tests.handlers.lifecycle:rows", retention: 1s}
+  life:forgetful: {handler: "tests.handlers.lifecycle:rows", retention: 0s}
+  life:nap_loop: {handler: "tests.handlers.lifecycle:nap_loop", api: true}
+  life:nap_once: {handler: "tests.handlers.lifecycle:nap_once"}
+  life:steady: {handler: "tests.handlers.lifecycle:steady"}
+  life:counted: {handler: "tests.handlers.lifecycle:counted", queue: low}
+  life:step: {handler: "tests.handlers.lifecycle:rows", queue: low}
+  life:work: {handler: "tests.handlers:work"}
+  life:unique: {handler: "tests.handlers:work", unique: 1m, unique_key: "{{ n }}"}
+workflows:
+  life:two_steps:
+    steps:
+      - {task: life:step, payload: {n: "{{ input.n }}"}}
+      - {task: life:rows, payload: {n: 2}}
+"""
+
 #: Workflows and flow-controlled tasks.
 FLOW_JOBS = """
 queues:

@@ -26,9 +26,12 @@ ADMIN_ROUTES: list[Route] = [
     ("POST", "/api/jobs/retry", {"queue": "default", "task_id": "nope"}),
     ("POST", "/api/jobs/schedules", {"task": "test:greet", "payload": {"name": "a"}, "every": "1h"}),
     ("DELETE", "/api/jobs/schedules/nope", None),
+    ("POST", "/api/jobs/task/default/nope/cancel", None),
+    ("POST", "/api/jobs/task/default/nope/archive", None),
 ]
 USER_ROUTES: list[Route] = [
     ("POST", "/api/jobs/trigger/email", {"to": "a@b.co", "subject": "s", "body": "b"}),
     ("POST", "/api/jobs/trigger/export", {"export_type": "csv", "export": "posts_by_user"}),
     ("POST", "/api/jobs/trigger/test:greet", {"name": "Ann"}),
+    ("POST", "/api/jobs/trigger/test:greet/batch", [{"name": "Ann"}, {"name": "Bo"}]),
 ]

@@ -115,8 +115,9 @@ def test_import_jobkit_and_jobkit_durations_load_only_the_errors() -> None:
 def test_the_public_surface_is_pinned() -> None:
     assert jobkit.__all__ == [
         "Chain", "Client", "ConfigError", "DispatchError", "DuplicateTask", "JobkitError", "PayloadError", "Queues",
-        "ScheduleError", "ScheduleInfo", "SkipRetry", "TaskNotFound", "TaskRef", "TaskStateError", "UnknownQueue",
-        "UnknownTask", "chain", "dispatch", "get_client", "group", "jobs", "list_schedules", "queues",
+        "ResultMissing", "ResultTimeout", "ScheduleError", "ScheduleInfo", "SkipRetry", "TaskCanceled", "TaskFailed",
+        "TaskNotFound", "TaskRef", "TaskStateError", "UnknownQueue", "UnknownTask", "cancelled", "chain", "dispatch",
+        "dispatch_many", "get_client", "group", "jobs", "list_schedules", "progress", "queues", "result",
         "schedule_once", "schedule_recurring", "set_client", "unschedule",
     ]  # fmt: skip
     for name in jobkit.__all__:

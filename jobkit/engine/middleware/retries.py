@@ -35,6 +35,7 @@ from dramatiq.errors import Retry
 from jobkit.config.model import DRAMATIQ_RETRY
 from jobkit.engine.broker import JobkitBroker
 from jobkit.engine.messages import Outgoing
+from jobkit.engine.running import CANCELED_OPTION
 from jobkit.errors import MailUnavailable, SkipRetry
 
 __all__ = ["Retries", "Verdict", "backoff_delay"]
@@ -50,7 +51,7 @@ def _ms(value: timedelta) -> int:
 class Verdict:
     """What became of a failed attempt, left on the message proxy (``message.jobkit_verdict``) for the task log."""
 
-    kind: Literal["retry", "permanent", "exhausted"]
+    kind: Literal["retry", "permanent", "exhausted", "canceled"]
     reason: str = ""
     """For ``permanent``: the exception that archived it (one in ``throws``, or one ``retry_on`` does not list)."""
     attempts: int = 0
@@ -112,6 +113,11 @@ class Retries(Middleware):
         now = int(time.time() * 1000)
         options["last_error"] = f"{type(exception).__name__}: {exception}"[:_MAX_ERROR_CHARS]
         options["last_failed_at"] = now
+        if options.get(CANCELED_OPTION) is not None:  # set by RunningTasks, whose after hook runs before this one
+            options["last_error"] = f"canceled by {options[CANCELED_OPTION]}"
+            message.jobkit_verdict = Verdict("canceled")
+            message.fail()
+            return
 
         throws = options.get("throws") or actor.options.get("throws")
         only: tuple[type[BaseException], ...] = actor.options.get("retry_on") or ()

@@ -1,5 +1,5 @@
 """One log line per task outcome, telling the truth: ``done in 3ms``, ``failed (retry 2/4 in 2.1s): …``,
-``archived after 4 attempts: …``, ``archived (SkipRetry): …``.
+``archived after 4 attempts: …``, ``archived (SkipRetry): …``, ``canceled by alice after 812ms``.
 
 Logged once the outcome is settled with Redis (after the ack or nack), so the line says what happened, not what was
 about to. Successes go out at DEBUG unless ``log_successes`` (``JOBKIT_LOG_SUCCESS=1``; ``jobkit up`` turns it on):
@@ -56,6 +56,9 @@ class TaskLog(dramatiq.Middleware):
         took = self._took_ms(message)
         verdict: Verdict | None = getattr(message, "jobkit_verdict", None)
         error = message.options.get("last_error") or message._exception
+        if verdict is not None and verdict.kind == "canceled":  # asked for: not an error
+            log.warning("%s %s %s after %.0fms", message.actor_name, message.message_id, error, took)
+            return
         if verdict is not None and verdict.kind == "permanent":
             how = f"archived ({verdict.reason})"
         elif verdict is not None:

@@ -4,7 +4,8 @@
 --        ...command arguments
 -- "maintenance" is "" (none this call) or the queues the calling worker knows, "\t<queue>\t<queue>...": orphan
 -- recovery looks there for what a dead stock Dramatiq worker held, since Dramatiq keeps no index of a worker's queues.
--- except for the enqueue commands clients send, which take the short path: ARGV = command, "", queue, ...arguments.
+-- except for the enqueue commands clients send (enqueue, schedule, enqueue_many), which take the short path:
+-- ARGV = command, "", queue, ...arguments.
 --
 -- "started" carries the start markers that ride along: "<queue>\t<rid>\n..." for messages this worker began running
 -- since its last call (no extra round trip per message).
@@ -13,7 +14,9 @@
 -- K.paused, K.pending(queue), K.messages(queue), K.ids(queue), K.active(queue), K.scheduled(queue), K.retry(queue),
 -- K.delayed(queue), K.delayed_messages(queue) (Dramatiq's delay queue, which stock producers write: read and emptied),
 -- K.dead(queue), K.dead_messages(queue), K.done(queue), K.done_messages(queue), K.processed_day(queue, day),
--- K.failed_day(queue, day), K.processed_total(queue), K.failed_total(queue); and the claim keys an enqueue is given
+-- K.failed_day(queue, day), K.processed_total(queue), K.failed_total(queue); K.canceled(id) (read as a held task is
+-- handed back, deleted as a canceled one is archived) and the channel K.finished(id) (published to as a task
+-- settles: completed, archived or canceled); and the claim keys an enqueue is given
 -- (unique locks, scheduler fire claims), which the caller builds with the same layout.
 
 local command = ARGV[1]
@@ -21,32 +24,55 @@ local queue = ARGV[3]
 
 -- Enqueues come first and touch only what they need: they are the one command clients send, once per task.
 -- Claims make an enqueue conditional (see claim_all): a unique task refuses a duplicate, and a scheduler fires each
--- nominal time exactly once. Returns 1, or {claim index, holder} when a claim was held (nothing is enqueued).
-if command == "enqueue" or command == "schedule" then
-    local A = 4 -- first command argument of the short path
-    local rid, message_id = ARGV[A], ARGV[A + 2]
-    local claims_at = A + 3
-    if command == "schedule" then
-        claims_at = A + 5
+-- nominal time exactly once.
+
+-- Store one message whose arguments start at ARGV[at]: rid, data, message id, then for "schedule" due ms and
+-- "scheduled" | "retry", then the claims (count, key, ttl...; absent means none). Returns 1, or {claim index, holder}
+-- when a claim was held (nothing is enqueued).
+local function store(kind, at)
+    local rid, message_id = ARGV[at], ARGV[at + 2]
+    local claims_at = at + 3
+    if kind == "schedule" then
+        claims_at = at + 5
     end
     local conflict = claim_all(claims_at, message_id)
     if conflict then
         return conflict
     end
-    redis.call("hset", K.messages(queue), rid, ARGV[A + 1])
+    redis.call("hset", K.messages(queue), rid, ARGV[at + 1])
     redis.call("hset", K.ids(queue), message_id, rid)
-    if command == "enqueue" then
-        -- args: rid, data, message id, claims...
+    if kind == "enqueue" then
         redis.call("rpush", K.pending(queue), rid)
     else
-        -- args: rid, data, message id, due ms, "scheduled" | "retry", claims...
         local target = K.scheduled(queue)
-        if ARGV[A + 4] == "retry" then
+        if ARGV[at + 4] == "retry" then
             target = K.retry(queue)
         end
-        redis.call("zadd", target, tonumber(ARGV[A + 3]), rid)
+        redis.call("zadd", target, tonumber(ARGV[at + 3]), rid)
     end
     return 1
+end
+
+if command == "enqueue" or command == "schedule" then
+    return store(command, 4) -- ARGV[4] is the first argument of the short path
+end
+
+if command == "enqueue_many" then
+    -- One batch of dispatch_many, all or each refused alone: args are, per message, "enqueue" | "schedule", the
+    -- number of arguments that follow, then that command's arguments (claims always with their count). Returns one
+    -- entry per message: 1, or "<claim index>\t<holder>" when a claim refused it.
+    local results, at = {}, 4
+    while at <= #ARGV do
+        local kind, count = ARGV[at], tonumber(ARGV[at + 1])
+        local outcome = store(kind, at + 2)
+        if outcome == 1 then
+            results[#results + 1] = 1
+        else
+            results[#results + 1] = outcome[1] .. "\t" .. outcome[2]
+        end
+        at = at + 2 + count
+    end
+    return results
 end
 
 local now = tonumber(ARGV[2])
@@ -177,18 +203,16 @@ local function trim()
     end
 end
 
--- Hand back the rids a worker held on queue q (to the head of the queue) and forget them; returns how many.
+-- Hand back the rids a worker held on queue q (to the head of the queue; canceled ones to the archive) and forget
+-- them; returns how many went back.
 local function hand_back(worker, q)
     local worker_acks = K.worker_queue_acks(worker, q)
-    local queue_active, queue_messages, queue_pending = K.active(q), K.messages(q), K.pending(q)
+    local queue_active = K.active(q)
     local rids = redis.call("smembers", worker_acks)
     local released = 0
     for j = #rids, 1, -1 do
         redis.call("hdel", queue_active, rids[j])
-        if redis.call("hexists", queue_messages, rids[j]) == 1 then
-            redis.call("lpush", queue_pending, rids[j])
-            released = released + 1
-        end
+        released = released + hand_back_one(q, rids[j], now)
     end
     redis.call("del", worker_acks)
     return released
@@ -304,28 +328,33 @@ elseif command == "ack" then
                 redis.call("zadd", Q.done, now + retention, message_id)
                 redis.call("hset", Q.done_messages, message_id, ARGV[A + 4])
             end
+            redis.call("publish", K.finished(message_id), "completed") -- wakes TaskRef.result(); no-op unheard
         end
     end
 
 elseif command == "nack" then
-    -- args: rid, message as it ended (with its final error), unique lock key, message id
-    local rid = ARGV[A]
+    -- args: rid, message as it ended (with its final error), unique lock key, message id, "archived" | "canceled"
+    -- (a canceled task counts as processed, not failed)
+    local rid, message_id, state = ARGV[A], ARGV[A + 3], ARGV[A + 4]
     if settle(rid) then
         redis.call("zadd", Q.dead, now, rid)
         redis.call("hset", Q.dead_messages, rid, ARGV[A + 1])
-        count(true)
-        release_unique(ARGV[A + 2], ARGV[A + 3])
+        count(state ~= "canceled")
+        release_unique(ARGV[A + 2], message_id)
+        if state == "canceled" then
+            redis.call("del", K.canceled(message_id))
+        end
+        redis.call("publish", K.finished(message_id), state)
         trim()
     end
 
 elseif command == "requeue" then
-    -- Put fetched-but-unprocessed rids back at the head of the queue, keeping their order.
+    -- Put fetched-but-unprocessed rids back at the head of the queue, keeping their order (canceled ones are
+    -- archived instead).
     for i = #ARGV, A, -1 do
         if redis.call("srem", queue_acks, ARGV[i]) == 1 then
             redis.call("hdel", Q.active, ARGV[i])
-            if redis.call("hexists", Q.messages, ARGV[i]) == 1 then
-                redis.call("lpush", Q.pending, ARGV[i])
-            end
+            hand_back_one(queue, ARGV[i], now)
         end
     end
 

@@ -63,3 +63,58 @@ local function queue_keys(q)
         done = K.done(q), done_messages = K.done_messages(q),
     }
 end
+
+-- `data` (a stored message) with one more option, `key` = `value` (a string or an integer), written into the JSON
+-- text after the message's last `"options":{` (Dramatiq writes options after the payload, so a payload field of
+-- that name cannot be mistaken for them). The message is not decoded and encoded again: cjson would round big
+-- numbers in payloads. Unchanged when it has no options object.
+local function with_option(data, key, value)
+    local at, stop, from = nil, nil, 1
+    while true do
+        local found, found_end = string.find(data, '"options":%s*{', from)
+        if not found then
+            break
+        end
+        at, stop, from = found, found_end, found + 1
+    end
+    if not at then
+        return data
+    end
+    local rest = string.sub(data, stop + 1)
+    local separator = ","
+    if string.match(rest, "^%s*}") then
+        separator = ""
+    end
+    return string.sub(data, 1, stop) .. cjson.encode(key) .. ":" .. cjson.encode(value) .. separator .. rest
+end
+
+-- Archive the live rid of queue q as canceled by `by` (its message `data` gets jobkit_canceled_by and
+-- jobkit_canceled_at), ending its unique lock, and tell whoever waits for the task. The caller has taken the rid out
+-- of the pending list or its sorted set. Returns the archived message.
+local function archive_canceled(q, rid, message_id, data, by, now)
+    local stored = with_option(with_option(data, "jobkit_canceled_by", by), "jobkit_canceled_at", now)
+    redis.call("hdel", K.messages(q), rid)
+    redis.call("zadd", K.dead(q), now, rid)
+    redis.call("hset", K.dead_messages(q), rid, stored)
+    release_unique(unique_lock_of(data), message_id)
+    redis.call("del", K.canceled(message_id))
+    redis.call("publish", K.finished(message_id), "canceled")
+    return stored
+end
+
+-- A rid a worker held (fetched, not finished) goes back to the head of queue q, unless its task was canceled while
+-- held (K.canceled names who asked): then it is archived as canceled. Returns 1 when it went back.
+local function hand_back_one(q, rid, now)
+    local data = redis.call("hget", K.messages(q), rid)
+    if not data then
+        return 0
+    end
+    local message_id = message_id_of(data)
+    local by = message_id and redis.call("get", K.canceled(message_id))
+    if by then
+        archive_canceled(q, rid, message_id, data, by, now)
+        return 0
+    end
+    redis.call("lpush", K.pending(q), rid)
+    return 1
+end

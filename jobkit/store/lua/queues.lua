@@ -3,14 +3,14 @@
 -- ARGV = command, now_ms, queue, ...command arguments
 --
 -- Never rewrites a message with cjson.encode (it would round big numbers in payloads): changed messages come from
--- Python.
+-- Python, or get an option written into their JSON text (with_option).
 --
 -- Keys touched (see jobkit/store/keys.py): K.paused, K.pending(queue), K.messages(queue), K.ids(queue),
 -- K.active(queue), K.scheduled(queue), K.retry(queue), K.dead(queue), K.dead_messages(queue), K.done(queue),
 -- K.done_messages(queue), K.processed_day(queue, day), K.failed_day(queue, day), K.processed_total(queue),
 -- K.failed_total(queue), K.delayed(queue) (stats count a stock producer's delayed messages not yet taken over); the
--- unique locks named in messages' options (released or taken again); the claim keys a
--- "run" is given (a re-run archived task takes its unique lock again).
+-- unique locks named in messages' options (released or taken again); the claim keys a "run" is given (a re-run
+-- archived task takes its unique lock again); K.canceled(id) and the channels K.cancel and K.finished(id).
 
 local command = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -24,8 +24,9 @@ local function locate(message_id)
     local rid = redis.call("hget", Q.ids, message_id)
     if not rid then
         local data = redis.call("hget", Q.done_messages, message_id)
-        if data then
-            return {"completed", "", redis.call("zscore", Q.done, message_id) or "", data}
+        local kept_until = data and redis.call("zscore", Q.done, message_id)
+        if kept_until and tonumber(kept_until) > now then -- past its retention it is gone, trimmed or not
+            return {"completed", "", kept_until, data}
         end
         return {"missing"}
     end
@@ -211,6 +212,43 @@ elseif command == "list" then
         add_rows(result, entries, store)
     end
     return result
+
+elseif command == "cancel" or command == "archive" then
+    -- args: message id, who asks. A pending, scheduled or retry task is archived at once ("cancel" marks it canceled
+    -- by who asked): returns {state it was in, "done", archived message}. A cancel of a task a worker holds (running,
+    -- or fetched and about to start) is told to the workers (K.cancel) and remembered for 10 minutes (K.canceled, so
+    -- the task is not run again if it is handed back): {state, "told"}. Otherwise {state, "no"}, where the state is
+    -- "held" for an archive of a task a worker holds.
+    local message_id, by = ARGV[A], ARGV[A + 1]
+    local found = locate(message_id)
+    local state, rid, data = found[1], found[2], found[4]
+    local taken = false
+    if state == "pending" then
+        taken = redis.call("lrem", Q.pending, 1, rid) == 1
+        if not taken then
+            state = "held" -- fetched by a worker: it starts shortly
+        end
+    elseif state == "scheduled" or state == "retry" then
+        taken = redis.call("zrem", state == "scheduled" and Q.scheduled or Q.retry, rid) == 1
+    end
+    if taken then
+        if command == "cancel" then
+            return {state, "done", archive_canceled(queue, rid, message_id, data, by, now)}
+        end
+        local stored = with_option(with_option(data, "jobkit_archived_by", by), "jobkit_archived_at", now)
+        redis.call("hdel", Q.messages, rid)
+        redis.call("zadd", Q.dead, now, rid)
+        redis.call("hset", Q.dead_messages, rid, stored)
+        release_unique(unique_lock_of(data), message_id)
+        redis.call("publish", K.finished(message_id), "archived")
+        return {state, "done", stored}
+    end
+    if command == "cancel" and (state == "active" or state == "held") then
+        redis.call("set", K.canceled(message_id), by, "PX", 600000)
+        redis.call("publish", K.cancel, message_id .. "\t" .. by)
+        return {state, "told"}
+    end
+    return {state, "no"}
 
 elseif command == "delete_all_pending" then
     local rids = redis.call("lrange", Q.pending, 0, -1)

@@ -23,7 +23,7 @@ STATS_FIELDS = {
 }  # fmt: skip
 TASK_FIELDS = {
     "id", "queue", "task", "state", "payload", "retried", "max_retries", "last_error", "last_failed_at",
-    "next_process_at", "completed_at", "enqueued_at", "triggered_by",
+    "next_process_at", "completed_at", "enqueued_at", "triggered_by", "result", "canceled_by", "progress",
 }  # fmt: skip
 
 

@@ -49,7 +49,8 @@ def test_info_of_a_pending_and_a_scheduled_task(ops: Client, queues: Queues, nam
     assert info == {
         "id": now.id, "queue": "default", "task": "t:record", "state": "pending",
         "payload": {"key": f"{namespace}:a", "value": "x"}, "retried": 0, "max_retries": 7, "last_error": None,
-        "last_failed_at": None, "next_process_at": None, "completed_at": None, "triggered_by": None,
+        "last_failed_at": None, "next_process_at": None, "completed_at": None, "triggered_by": None, "result": None,
+        "canceled_by": None, "progress": None,
     }  # fmt: skip
     scheduled = queues.task("default", later.id)
     assert scheduled.state == "scheduled"

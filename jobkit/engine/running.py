@@ -1,0 +1,201 @@
+"""What a handler can ask about the task it runs (``jobkit.progress()``, ``jobkit.cancelled()``), and how a worker
+cancels a task that is running.
+
+Each worker thread that runs a jobkit message holds one :class:`Running` while the handler runs (set by the
+``RunningTasks`` middleware). Cancelling it does what Dramatiq's time limit does: it raises an exception
+(:class:`TaskCanceledInterrupt`, a :class:`dramatiq.threading.Interrupt`) inside the thread, which Python delivers at
+the next bytecode. A thread blocked in C does not run bytecode, so ``time.sleep`` is the one blocking call made
+interruptible here (:func:`interruptible_sleep`): inside a running task it waits on the task's wake-up event, and
+everywhere else it is the stdlib's sleep, unchanged.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, SupportsIndex
+
+from dramatiq.threading import Interrupt
+
+__all__ = [
+    "CANCELED_AT_OPTION",
+    "CANCELED_OPTION",
+    "PROGRESS_OPTION",
+    "RESULT_OPTION",
+    "RESULT_PROBLEM_OPTION",
+    "Running",
+    "TaskCanceledInterrupt",
+    "cancelled",
+    "current",
+    "install_interruptible_sleep",
+    "interruptible_sleep",
+    "progress",
+]
+
+#: Message options about a task's end, written by the RunningTasks middleware (and, for ``canceled``, by the queues
+#: script when it cancels a task that was not running).
+RESULT_OPTION = "jobkit_result"
+RESULT_PROBLEM_OPTION = "jobkit_result_problem"
+PROGRESS_OPTION = "jobkit_progress"
+CANCELED_OPTION = "jobkit_canceled_by"
+CANCELED_AT_OPTION = "jobkit_canceled_at"
+
+#: How often ``progress()`` writes to Redis at most, in seconds: a tight loop costs a clock read per call.
+PROGRESS_INTERVAL_S = 0.5
+
+_stdlib_sleep = time.sleep
+_local = threading.local()
+
+
+class TaskCanceledInterrupt(Interrupt):
+    """Raised inside a running handler when its task is canceled. A ``BaseException``, so ``except Exception`` in a
+    handler does not swallow it; the task ends canceled, never retried."""
+
+    def __init__(self, by: str = "") -> None:
+        super().__init__(f"canceled by {by}" if by else "canceled")
+        self.by = by
+
+
+class Running:
+    """One task running on one worker thread."""
+
+    __slots__ = (
+        "_next_write",
+        "_write",
+        "canceled_by",
+        "lock",
+        "message_id",
+        "progress",
+        "progress_written",
+        "queue",
+        "sleeping",
+        "thread_id",
+        "wake",
+    )
+
+    def __init__(self, message_id: str, queue: str, write: Callable[[Running, dict[str, Any]], None]) -> None:
+        self.message_id = message_id
+        self.queue = queue
+        self.thread_id = threading.get_ident()
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.canceled_by: str | None = None
+        self.sleeping = False
+        #: The latest progress the handler reported (``done``, ``total``, ``percent``, ``note``, ``updated_at``).
+        self.progress: dict[str, Any] | None = None
+        self.progress_written = False
+        self._write = write
+        self._next_write = 0.0
+
+    # -- cancellation ----------------------------------------------------------------------------------------------
+    def cancel(self, by: str) -> None:
+        """Called from another thread: the handler stops at its next bytecode, or at once if it sleeps."""
+        with self.lock:
+            if self.canceled_by is not None:
+                return
+            self.canceled_by = by
+            self.wake.set()
+            if self.thread_id and not self.sleeping:
+                _raise_in(self.thread_id, TaskCanceledInterrupt)
+
+    def finish(self) -> None:
+        """Called by the task's own thread when its handler is over: no interrupt may arrive after this."""
+        with self.lock:
+            _clear_pending(self.thread_id)
+            self.thread_id = 0
+
+    def _sleep(self, seconds: float) -> None:
+        with self.lock:
+            if self.canceled_by is not None:
+                _clear_pending(self.thread_id)
+                raise TaskCanceledInterrupt(self.canceled_by)
+            self.sleeping = True
+        try:
+            self.wake.wait(seconds)
+        finally:
+            with self.lock:
+                self.sleeping = False
+                if self.canceled_by is not None:
+                    _clear_pending(self.thread_id)
+                    raise TaskCanceledInterrupt(self.canceled_by)
+
+    # -- progress --------------------------------------------------------------------------------------------------
+    def report(self, done: float, total: float | None, note: str | None) -> None:
+        now = time.monotonic()
+        percent = None
+        if total:
+            percent = round(min(max(done / total, 0.0), 1.0) * 100, 1)
+        self.progress = {"done": done, "total": total, "percent": percent, "note": note, "updated_at": 0}
+        if now >= self._next_write:
+            self._next_write = now + PROGRESS_INTERVAL_S
+            self.flush_progress()
+
+    def flush_progress(self) -> None:
+        if self.progress is None:
+            return
+        self.progress["updated_at"] = int(time.time() * 1000)
+        self.progress_written = True
+        self._write(self, self.progress)
+
+
+def current() -> Running | None:
+    """The task this thread runs, or None outside a task."""
+    running: Running | None = getattr(_local, "running", None)
+    return running
+
+
+def enter(running: Running) -> None:
+    _local.running = running
+
+
+def leave() -> Running | None:
+    running = current()
+    _local.running = None
+    if running is not None:
+        running.finish()
+    return running
+
+
+def progress(done: float, total: float | None = None, note: str | None = None) -> None:
+    """Record how far the running task is: ``done`` of ``total`` (either in any unit), with an optional ``note``.
+    Cheap in a tight loop (written to Redis at most every half second; the last value is kept with the task when it
+    ends). Outside a task it does nothing."""
+    running = current()
+    if running is not None:
+        running.report(done, total, note)
+
+
+def cancelled() -> bool:
+    """True once the running task has been canceled: for a long loop that wants to stop cleanly by itself (the
+    handler is interrupted anyway at its next bytecode)."""
+    running = current()
+    return running is not None and running.canceled_by is not None
+
+
+def interruptible_sleep(seconds: float | SupportsIndex) -> None:
+    """``time.sleep`` that a cancel wakes, inside a running task; the stdlib's everywhere else."""
+    running = current()
+    if running is None:
+        _stdlib_sleep(seconds)
+        return
+    delay = float(seconds)
+    if delay < 0:
+        raise ValueError("sleep length must be non-negative")
+    running._sleep(delay)
+
+
+def install_interruptible_sleep() -> None:
+    """Make ``time.sleep`` interruptible by a cancel (what a worker does as it boots). Code that imported ``sleep``
+    by name before this keeps the stdlib's, which a cancel interrupts only when it returns."""
+    time.sleep = interruptible_sleep
+
+
+def _raise_in(thread_id: int, exception: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exception))
+
+
+def _clear_pending(thread_id: int) -> None:
+    if thread_id:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)

@@ -1,0 +1,135 @@
+"""A running task's thread state: cancel interrupts a busy loop and a long sleep at once, and never after the end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from jobkit.engine import running as running_module
+from jobkit.engine.running import (
+    Running,
+    TaskCanceledInterrupt,
+    cancelled,
+    enter,
+    interruptible_sleep,
+    leave,
+    progress,
+)
+
+
+def _run_in_thread(body: Any, ready: threading.Event) -> tuple[threading.Thread, dict[str, Any], Running]:
+    """Start ``body`` inside a Running on a new thread, once ``ready`` is set by it; returns the thread, what
+    happened and the Running."""
+    outcome: dict[str, Any] = {}
+    holder: dict[str, Running] = {}
+
+    def main() -> None:
+        run = Running("m1", "default", lambda _r, _p: None)
+        holder["running"] = run
+        enter(run)
+        try:
+            body()
+            outcome["result"] = "finished"
+        except TaskCanceledInterrupt as exc:
+            outcome["result"] = "canceled"
+            outcome["by"] = exc.by
+        finally:
+            leave()
+            outcome["ended_at"] = time.monotonic()
+
+    thread = threading.Thread(target=main)
+    thread.start()
+    assert ready.wait(5)
+    return thread, outcome, holder["running"]
+
+
+def _short_sleeps(ready: threading.Event) -> None:
+    for _ in range(300):
+        ready.set()
+        interruptible_sleep(0.1)
+
+
+def _long_sleep(ready: threading.Event) -> None:
+    ready.set()
+    interruptible_sleep(30)
+
+
+def _busy(ready: threading.Event) -> None:
+    for _ in range(10**9):
+        ready.set()
+        sum(range(100))
+
+
+@pytest.mark.parametrize("body", [_short_sleeps, _long_sleep, _busy])
+def test_cancel_interrupts_within_a_second(body: Any) -> None:
+    ready = threading.Event()
+    thread, outcome, run = _run_in_thread(lambda: body(ready), ready)
+    assert ready.wait(5)
+    canceled_at = time.monotonic()
+    run.cancel("alice")
+    thread.join(5)
+    assert not thread.is_alive()
+    assert outcome["result"] == "canceled"
+    assert outcome["ended_at"] - canceled_at < 1.0
+
+
+def test_cancelled_turns_true_and_the_sleep_that_follows_raises_with_who() -> None:
+    seen: list[bool] = []
+    ready = threading.Event()
+
+    def body() -> None:
+        seen.append(cancelled())
+        ready.set()
+        while not cancelled():
+            time_sleep = running_module._stdlib_sleep  # not interruptible: checks cooperatively
+            try:
+                time_sleep(0.01)
+            except TaskCanceledInterrupt:
+                break
+        seen.append(cancelled())
+        interruptible_sleep(1)
+
+    thread, outcome, run = _run_in_thread(body, ready)
+    assert ready.wait(5)
+    run.cancel("bob")
+    thread.join(5)
+    assert seen == [False, True]
+    assert outcome["result"] == "canceled"
+
+
+def test_no_interrupt_reaches_a_thread_after_its_task_ended() -> None:
+    done = threading.Event()
+    thread, outcome, run = _run_in_thread(done.set, done)
+    thread.join(5)
+    assert outcome["result"] == "finished"
+    run.cancel("late")  # the thread id is gone: nothing is raised anywhere
+    assert run.canceled_by == "late"
+
+
+def test_sleep_outside_a_task_is_the_stdlib_one() -> None:
+    assert running_module.current() is None
+    started = time.monotonic()
+    interruptible_sleep(0.01)
+    assert time.monotonic() - started >= 0.01
+    with pytest.raises(ValueError, match="non-negative"):
+        running_module._stdlib_sleep(-1)
+
+
+def test_progress_is_throttled_and_keeps_the_latest() -> None:
+    writes: list[dict[str, Any]] = []
+    run = Running("m2", "default", lambda _r, p: writes.append(dict(p)))
+    enter(run)
+    try:
+        for i in range(100_000):
+            progress(i + 1, 100_000, note="rows")
+    finally:
+        leave()
+    assert 1 <= len(writes) <= 3  # the first call writes, then at most one per half second
+    assert run.progress is not None
+    assert run.progress["done"] == 100_000
+    assert run.progress["percent"] == 100.0
+    assert run.progress["note"] == "rows"
+    progress(5)  # outside a task: nothing happens

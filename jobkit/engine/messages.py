@@ -34,6 +34,7 @@ from jobkit.config.imports import import_handler
 from jobkit.config.model import Project, TaskSpec
 from jobkit.config.payloads import check_payload, format_size, json_size
 from jobkit.config.placeholders import render
+from jobkit.engine.running import CANCELED_AT_OPTION, CANCELED_OPTION, PROGRESS_OPTION, RESULT_PROBLEM_OPTION
 from jobkit.engine.sealing import Sealer
 from jobkit.errors import (
     DispatchError,
@@ -233,7 +234,12 @@ class MessageBuilder:
     def rerun(self, message: Message[Any]) -> tuple[Message[Any], tuple[Claim, ...]]:
         """An archived task about to run again: a fresh retry budget, and its unique lock to take again (it ended
         when the task was archived)."""
-        drop = ("retries", "requeue_timestamp", "jobkit_retry", "jobkit_due", "jobkit_exhausted")
+        drop = (
+            "retries", "requeue_timestamp", "jobkit_retry", "jobkit_due", "jobkit_exhausted",
+            # How it ended last time: a re-run canceled task is not canceled any more.
+            CANCELED_OPTION, CANCELED_AT_OPTION, "jobkit_archived_by", "jobkit_archived_at", RESULT_PROBLEM_OPTION,
+            PROGRESS_OPTION,
+        )  # fmt: skip
         options = {key: value for key, value in message.options.items() if key not in drop}
         claims: tuple[Claim, ...] = ()
         spec = self.project.tasks.get(message.actor_name)

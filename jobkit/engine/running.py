@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, SupportsIndex
 
 from dramatiq.threading import Interrupt
@@ -42,11 +41,21 @@ PROGRESS_OPTION = "jobkit_progress"
 CANCELED_OPTION = "jobkit_canceled_by"
 CANCELED_AT_OPTION = "jobkit_canceled_at"
 
-#: How often ``progress()`` writes to Redis at most, in seconds: a tight loop costs a clock read per call.
+#: How often a worker writes the progress of its running tasks to Redis, in seconds.
 PROGRESS_INTERVAL_S = 0.5
 
 _stdlib_sleep = time.sleep
-_local = threading.local()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Local(threading.local):
+    running: Running | None = None
+
+
+_local = _Local()
 
 
 class TaskCanceledInterrupt(Interrupt):
@@ -62,12 +71,11 @@ class Running:
     """One task running on one worker thread."""
 
     __slots__ = (
-        "_next_write",
-        "_write",
+        "_flushed",
+        "_latest",
         "canceled_by",
         "lock",
         "message_id",
-        "progress",
         "progress_written",
         "queue",
         "sleeping",
@@ -75,7 +83,7 @@ class Running:
         "wake",
     )
 
-    def __init__(self, message_id: str, queue: str, write: Callable[[Running, dict[str, Any]], None]) -> None:
+    def __init__(self, message_id: str, queue: str) -> None:
         self.message_id = message_id
         self.queue = queue
         self.thread_id = threading.get_ident()
@@ -83,11 +91,10 @@ class Running:
         self.wake = threading.Event()
         self.canceled_by: str | None = None
         self.sleeping = False
-        #: The latest progress the handler reported (``done``, ``total``, ``percent``, ``note``, ``updated_at``).
-        self.progress: dict[str, Any] | None = None
+        #: (done, total, note) as the handler last reported it, and what was last written to Redis.
+        self._latest: tuple[float, float | None, str | None] | None = None
+        self._flushed: tuple[float, float | None, str | None] | None = None
         self.progress_written = False
-        self._write = write
-        self._next_write = 0.0
 
     # -- cancellation ----------------------------------------------------------------------------------------------
     def cancel(self, by: str) -> None:
@@ -122,28 +129,29 @@ class Running:
                     raise TaskCanceledInterrupt(self.canceled_by)
 
     # -- progress --------------------------------------------------------------------------------------------------
-    def report(self, done: float, total: float | None, note: str | None) -> None:
-        now = time.monotonic()
-        percent = None
-        if total:
-            percent = round(min(max(done / total, 0.0), 1.0) * 100, 1)
-        self.progress = {"done": done, "total": total, "percent": percent, "note": note, "updated_at": 0}
-        if now >= self._next_write:
-            self._next_write = now + PROGRESS_INTERVAL_S
-            self.flush_progress()
+    @property
+    def progress(self) -> dict[str, Any] | None:
+        """The latest progress the handler reported (``done``, ``total``, ``percent``, ``note``, ``updated_at``)."""
+        latest = self._latest
+        if latest is None:
+            return None
+        done, total, note = latest
+        percent = round(min(max(done / total, 0.0), 1.0) * 100, 1) if total else None
+        return {"done": done, "total": total, "percent": percent, "note": note, "updated_at": _now_ms()}
 
-    def flush_progress(self) -> None:
-        if self.progress is None:
-            return
-        self.progress["updated_at"] = int(time.time() * 1000)
+    def unwritten_progress(self) -> dict[str, Any] | None:
+        """The progress to write, if it changed since the last call (the worker's flusher calls this)."""
+        latest = self._latest
+        if latest is None or latest is self._flushed:
+            return None
+        self._flushed = latest
         self.progress_written = True
-        self._write(self, self.progress)
+        return self.progress
 
 
 def current() -> Running | None:
     """The task this thread runs, or None outside a task."""
-    running: Running | None = getattr(_local, "running", None)
-    return running
+    return _local.running
 
 
 def enter(running: Running) -> None:
@@ -160,11 +168,11 @@ def leave() -> Running | None:
 
 def progress(done: float, total: float | None = None, note: str | None = None) -> None:
     """Record how far the running task is: ``done`` of ``total`` (either in any unit), with an optional ``note``.
-    Cheap in a tight loop (written to Redis at most every half second; the last value is kept with the task when it
-    ends). Outside a task it does nothing."""
-    running = current()
+    Costs one attribute store, so it can sit in a tight loop: the worker writes the latest value to Redis every half
+    second (from its own thread), and keeps the last one with the task when it ends. Outside a task it does nothing."""
+    running = _local.running
     if running is not None:
-        running.report(done, total, note)
+        running._latest = (done, total, note)
 
 
 def cancelled() -> bool:

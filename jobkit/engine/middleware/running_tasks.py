@@ -3,8 +3,9 @@
 - **Results**: a handler's return value is kept on the message (``jobkit_result``) when it is JSON and no larger than
   the task's ``max_payload``, with the task's sensitive fields sealed, so the completed record holds it for the
   task's ``retention``. Dramatiq's own ``Results`` middleware, where an actor asks for it, works as before.
-- **Progress**: ``jobkit.progress()`` writes to ``K.progress(id)`` at most every half second; the last value goes
-  into the record as the task ends and the key is deleted.
+- **Progress**: ``jobkit.progress()`` only records the value on the task's thread; the cancel listener's thread
+  writes what changed to ``K.progress(queue, id)`` every half second, in one pipeline for all running tasks. The
+  last value goes into the record as the task ends and the key is deleted.
 - **Cancellation**: one pub/sub subscription per worker (``K.cancel``). A cancel for a task running here interrupts
   its thread (see :mod:`jobkit.engine.running`); one for a task this worker has fetched but not started yet is kept
   for a while, so the task is canceled the moment it would start.
@@ -30,6 +31,7 @@ from jobkit.engine.broker import JobkitBroker
 from jobkit.engine.running import (
     CANCELED_AT_OPTION,
     CANCELED_OPTION,
+    PROGRESS_INTERVAL_S,
     PROGRESS_OPTION,
     RESULT_OPTION,
     RESULT_PROBLEM_OPTION,
@@ -115,10 +117,14 @@ class RunningTasks(dramatiq.Middleware):
             try:
                 pubsub.subscribe(self.keys.cancel)
                 pause = 0.1
+                next_flush = time.monotonic() + PROGRESS_INTERVAL_S
                 while not self._stop.is_set():
-                    item = pubsub.get_message(timeout=0.5)
+                    item = pubsub.get_message(timeout=max(0.0, next_flush - time.monotonic()))
                     if item is not None and item.get("type") == "message":
                         self._on_cancel(item["data"])
+                    if time.monotonic() >= next_flush:
+                        next_flush = time.monotonic() + PROGRESS_INTERVAL_S
+                        self._flush_progress()
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 if self._stop.is_set():
                     break
@@ -146,7 +152,7 @@ class RunningTasks(dramatiq.Middleware):
 
     # -- one message -----------------------------------------------------------------------------------------------
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        running = Running(message.message_id, message.queue_name, self._write_progress)
+        running = Running(message.message_id, message.queue_name)
         with self.lock:
             self.running[message.message_id] = running
             early = self.early.pop(message.message_id, None) if self.early else None
@@ -165,8 +171,9 @@ class RunningTasks(dramatiq.Middleware):
         if running.canceled_by is not None and exception is not None:
             options[CANCELED_OPTION] = running.canceled_by
             options[CANCELED_AT_OPTION] = int(time.time() * 1000)
-        if running.progress is not None:
-            options[PROGRESS_OPTION] = dict(running.progress, updated_at=int(time.time() * 1000))
+        final = running.progress
+        if final is not None:
+            options[PROGRESS_OPTION] = final
             if running.progress_written:
                 self._forget_progress(running)
         if exception is None and result is not None:
@@ -201,12 +208,23 @@ class RunningTasks(dramatiq.Middleware):
         message.options[RESULT_OPTION] = result
 
     # -- progress --------------------------------------------------------------------------------------------------
-    def _write_progress(self, running: Running, progress: dict[str, Any]) -> None:
-        try:
-            key = self.keys.progress(running.queue, running.message_id)
-            self.redis.set(key, json.dumps(progress), px=_PROGRESS_TTL_MS)
-        except redis.RedisError as exc:  # progress is advisory: the task goes on
-            log.warning("could not record progress of %s (%s)", running.message_id, exc)
+    def _flush_progress(self) -> None:
+        """Write what the running tasks reported since the last pass, in one round trip (the listener thread does
+        this every half second, so ``jobkit.progress()`` itself never waits for Redis)."""
+        with self.lock:
+            running = list(self.running.values())
+        pipe = self.redis.pipeline(transaction=False)
+        written = 0
+        for task in running:
+            found = task.unwritten_progress()
+            if found is not None:
+                pipe.set(self.keys.progress(task.queue, task.message_id), json.dumps(found), px=_PROGRESS_TTL_MS)
+                written += 1
+        if written:
+            try:
+                pipe.execute()
+            except redis.RedisError as exc:  # progress is advisory: the tasks go on
+                log.warning("could not record the progress of %d task(s) (%s)", written, exc)
 
     def _forget_progress(self, running: Running) -> None:
         with contextlib.suppress(redis.RedisError):  # it expires by itself

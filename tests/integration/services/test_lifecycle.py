@@ -225,3 +225,15 @@ def test_progress_is_visible_while_running_and_kept_when_done(client: Client, wo
     assert final is not None
     assert (final["done"], final["percent"]) == (1_000_000, 100.0)
     assert datetime.fromisoformat(final["updated_at"]) <= datetime.now(UTC)
+
+
+def test_a_canceled_task_retried_runs_as_a_fresh_task(client: Client, worker: dramatiq.Worker) -> None:
+    q = Queues(client)
+    ref = client.dispatch("life:rows", n=6, delay=timedelta(minutes=5))
+    assert q.cancel("default", ref.id, by="ops") == "scheduled"
+
+    assert q.retry("default", ref.id) == "archived"
+
+    assert ref.result(timeout=5) == {"rows": 6}
+    info = q.task("default", ref.id)
+    assert (info.state, info.canceled_by) == ("completed", None)

@@ -27,7 +27,7 @@ def _run_in_thread(body: Any, ready: threading.Event) -> tuple[threading.Thread,
     holder: dict[str, Running] = {}
 
     def main() -> None:
-        run = Running("m1", "default", lambda _r, _p: None)
+        run = Running("m1", "default")
         holder["running"] = run
         enter(run)
         try:
@@ -118,18 +118,20 @@ def test_sleep_outside_a_task_is_the_stdlib_one() -> None:
         running_module._stdlib_sleep(-1)
 
 
-def test_progress_is_throttled_and_keeps_the_latest() -> None:
-    writes: list[dict[str, Any]] = []
-    run = Running("m2", "default", lambda _r, p: writes.append(dict(p)))
+def test_progress_keeps_the_latest_and_hands_each_change_to_the_writer_once() -> None:
+    run = Running("m2", "default")
     enter(run)
     try:
+        assert run.unwritten_progress() is None  # nothing reported yet
         for i in range(100_000):
             progress(i + 1, 100_000, note="rows")
+        first = run.unwritten_progress()
+        assert first is not None and (first["done"], first["percent"], first["note"]) == (100_000, 100.0, "rows")
+        assert run.unwritten_progress() is None  # unchanged since it was written
+        progress(5)
+        again = run.unwritten_progress()
+        assert again is not None and (again["done"], again["total"], again["percent"]) == (5, None, None)
     finally:
         leave()
-    assert 1 <= len(writes) <= 3  # the first call writes, then at most one per half second
-    assert run.progress is not None
-    assert run.progress["done"] == 100_000
-    assert run.progress["percent"] == 100.0
-    assert run.progress["note"] == "rows"
+    assert run.progress_written
     progress(5)  # outside a task: nothing happens

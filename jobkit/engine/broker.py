@@ -21,6 +21,7 @@ Everything the broker needs is passed to its constructor: the Redis client, the 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import threading
 import time
@@ -55,6 +56,10 @@ DEAD_TTL_MS = 90 * 86_400_000
 DEAD_MAX = 10_000
 #: Commands a client sends (dispatch, scheduler); everything else comes from a worker.
 _CLIENT_COMMANDS = frozenset({"enqueue", "schedule", "enqueue_many"})
+#: How many times a task waited for a worker that knows it (message option).
+UNKNOWN_WAITS_OPTION = "jobkit_unknown_waits"
+#: How long a worker trusts what it read about the task types live workers serve.
+_SERVED_TTL_S = 5.0
 #: Messages per script call of send_many (each call is atomic: Redis serves no one else meanwhile), and script calls
 #: per pipeline round trip.
 SEND_MANY_BATCH = 250
@@ -104,6 +109,7 @@ class JobkitBroker(RedisBroker):
         #: Seconds between a consumer's maintenance passes (orphan recovery, trimming), riding along with a fetch.
         self.maintenance_interval = maintenance_interval
         self.dead_max = dead_max
+        self._served: tuple[float, set[str]] = (0.0, set())
 
     # Dramatiq calls every middleware's hook for every signal, most of them the base class's no-op. jobkit runs a
     # dozen middleware, so per message it calls only the hooks a middleware defines (same order, same errors).
@@ -241,6 +247,20 @@ class JobkitBroker(RedisBroker):
         return message, Refused(outgoing.claims[int(index) - 1], holder)
 
     # -- operations ------------------------------------------------------------------------------------------------
+    def served_elsewhere(self, task: str) -> bool:
+        """Whether a live worker says it serves ``task`` (the ``tasks`` of its ``K.workers`` entry), read at most
+        every few seconds."""
+        read_at, served = self._served
+        if time.monotonic() - read_at > _SERVED_TTL_S:
+            served = set()
+            alive_since = current_millis() - self.heartbeat_timeout
+            live = {_text(worker) for worker in self.client.zrangebyscore(self.keys.heartbeats, alive_since, "+inf")}
+            for worker, raw in self.client.hgetall(self.keys.workers).items():
+                if _text(worker) in live and _text(worker) != self.broker_id:
+                    served.update(json.loads(raw).get("tasks", ()))
+            self._served = (time.monotonic(), served)
+        return task in served
+
     def flush(self, queue_name: str) -> None:
         """Drop every task of a queue, whatever its state (tests and `delete` tooling)."""
         self.client.delete(*self.keys.queue_keys(queue_name))
@@ -306,6 +326,10 @@ class JobkitBroker(RedisBroker):
             return self._call(command, queue_name, list(args), maintenance)
 
         return do_dispatch
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _claim_args(claims: tuple[Claim, ...]) -> list[Any]:
@@ -437,6 +461,32 @@ class JobkitConsumer(Consumer):
         options = {key: value for key, value in message.options.items() if key != "eta"}
         return Message(**{**message.asdict(), "queue_name": self.queue_name, "options": options})
 
+    def _wait_for_a_worker_that_knows(self, message: Message[Any]) -> None:
+        """A task this worker has no actor for (jobs.yaml gained it and this worker was not restarted, or another
+        app's workers serve it): not run and not archived, as Dramatiq's worker would, but put in the retry set, in
+        one step, with a ``last_error`` that says why. It comes back soon when a live worker serves it (another
+        worker takes it then), else after a wait that grows to a minute; it runs once a worker that knows it starts.
+        Not counted as processed or failed."""
+        served = self.broker.served_elsewhere(message.actor_name)
+        waits = int(message.options.get(UNKNOWN_WAITS_OPTION, 0)) + 1
+        delay_ms = 1000 if served else min(60_000, 2000 * 2 ** min(waits - 1, 5))
+        error = (
+            f"this worker has no task {message.actor_name!r}; a worker that serves it will take it"
+            if served
+            else f"no worker knows task {message.actor_name!r} yet — restart workers after editing jobs.yaml"
+        )
+        rid = message.options["redis_message_id"]
+        waiting = message.copy(
+            options={
+                "last_error": error, "last_failed_at": current_millis(), UNKNOWN_WAITS_OPTION: waits,
+                "redis_message_id": str(uuid4()), "jobkit_due": current_millis() + delay_ms,
+            }
+        )  # fmt: skip
+        due = waiting.options["jobkit_due"]
+        self._call("wait_unknown", rid, waiting.options["redis_message_id"], waiting.encode(), message.message_id, due)
+        if waits == 1 or waits % 10 == 0:
+            self.broker.logger.warning("%s %s waits: %s", message.actor_name, message.message_id, error)
+
     def _set_paused(self, paused: bool) -> None:
         work_queue = self.broker.work_queue
         if paused and not self.paused and work_queue is not None:
@@ -455,6 +505,9 @@ class JobkitConsumer(Consumer):
                 message: Message[Any] = Message.decode(self.message_cache.pop(0))
                 if message.queue_name != self.queue_name or "eta" in message.options:
                     message = self._from_delay_queue(message)
+                if message.actor_name not in self.broker.actors:
+                    self._wait_for_a_worker_that_knows(message)
+                    return None
                 self.queued_message_ids.add(message.message_id)
                 return MessageProxy(message)
             now = time.monotonic()

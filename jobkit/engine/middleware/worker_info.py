@@ -1,4 +1,5 @@
-"""Each worker process records what a heartbeat cannot say: host, pid, thread count, start time, queues."""
+"""Each worker process records what a heartbeat cannot say: host, pid, thread count, start time, queues, the task
+types it serves."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ class WorkerInfo(Middleware):
             "threads": worker.worker_threads,
             "started_at": _iso(time.time() * 1000),
             "queues": sorted(worker.consumer_whitelist or self.broker.get_declared_queues()),
+            # The task types it runs: a worker given a task it does not know leaves it to one that does.
+            "tasks": sorted(self.broker.actors),
         }
         self.broker.client.hset(self.broker.keys.workers, self.broker.broker_id, json.dumps(facts))
         self._prune()

@@ -348,6 +348,17 @@ elseif command == "nack" then
         trim()
     end
 
+elseif command == "wait_unknown" then
+    -- args: rid, new rid, message with its last_error, message id, due ms. A task this worker has no actor for goes
+    -- to the retry set as a new rid, in the same step that lets go of the fetched one (never both, never neither);
+    -- not counted.
+    local rid, new_rid, data, message_id, due = ARGV[A], ARGV[A + 1], ARGV[A + 2], ARGV[A + 3], tonumber(ARGV[A + 4])
+    if settle(rid) then
+        redis.call("hset", Q.messages, new_rid, data)
+        redis.call("hset", Q.ids, message_id, new_rid)
+        redis.call("zadd", Q.retry, due, new_rid)
+    end
+
 elseif command == "requeue" then
     -- Put fetched-but-unprocessed rids back at the head of the queue, keeping their order (canceled ones are
     -- archived instead).

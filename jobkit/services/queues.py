@@ -20,7 +20,7 @@ from jobkit.services.client import Client
 from jobkit.services.limits import describe_limits
 from jobkit.services.redaction import redacted_payload
 
-__all__ = ["STATES", "QueueStats", "Queues", "TaskInfo"]
+__all__ = ["STATES", "QueueStats", "Queues", "State", "TaskInfo"]
 
 State = Literal["pending", "active", "scheduled", "retry", "archived", "completed"]
 STATES: tuple[State, ...] = ("pending", "active", "scheduled", "retry", "archived", "completed")
@@ -283,6 +283,10 @@ class Queues:
         if info is None:
             raise TaskNotFound(f"no workflow {workflow_id!r} (it may have expired)")
         return info
+
+    def describe(self, name: str, state: State, score: Any, data: bytes) -> TaskInfo:
+        """The task a stored message of queue ``name`` is, as readers see it (sensitive fields "***")."""
+        return self._info(name, state, score, data)
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def _list(self, name: str, state: str, start: int, stop: int) -> tuple[int, _Rows]:

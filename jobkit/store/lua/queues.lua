@@ -240,6 +240,66 @@ elseif command == "run_all" then
     redis.call("del", zset)
     return #rids
 
+elseif command == "archive" then
+    -- args: message id. Returns {state, archived (1|0)}: a pending, scheduled or retry task moves to the archived set
+    -- as it is (as if its last attempt had failed for good: its unique lock ends, a retry runs it again). A running
+    -- task, one a worker already holds ("held"), an archived or a completed one is left alone.
+    local message_id = ARGV[A]
+    local found = locate(message_id)
+    local state, rid = found[1], found[2]
+    if state == "pending" then
+        if redis.call("lrem", Q.pending, 1, rid) == 0 then
+            return {"held", 0}
+        end
+    elseif state == "scheduled" or state == "retry" then
+        redis.call("zrem", state == "scheduled" and Q.scheduled or Q.retry, rid)
+    else
+        return {state, 0}
+    end
+    redis.call("hdel", Q.messages, rid)
+    redis.call("zadd", Q.dead, now, rid)
+    redis.call("hset", Q.dead_messages, rid, found[4])
+    release_unique(unique_lock_of(found[4]), message_id)
+    return {state, 1}
+
+elseif command == "delete_state" then
+    -- args: "scheduled" | "retry" | "completed", batch. Deletes up to `batch` tasks of that state (the caller calls
+    -- again until 0), so Redis is never held long by a large set. Returns how many.
+    local state, batch = ARGV[A], tonumber(ARGV[A + 1])
+    if state == "completed" then
+        local ids = redis.call("zrange", Q.done, 0, batch - 1)
+        if #ids > 0 then
+            redis.call("hdel", Q.done_messages, unpack(ids))
+            redis.call("zrem", Q.done, unpack(ids))
+        end
+        return #ids
+    end
+    local zset = state == "retry" and Q.retry or Q.scheduled
+    local rids = redis.call("zrange", zset, 0, batch - 1)
+    drop_pending(rids) -- scheduled and retry rids live in the same message store as pending ones
+    if #rids > 0 then
+        redis.call("zrem", zset, unpack(rids))
+    end
+    return #rids
+
+elseif command == "archive_state" then
+    -- args: "scheduled" | "retry", batch. Archives up to `batch` tasks of that state like "archive"; returns how many.
+    local zset = ARGV[A] == "retry" and Q.retry or Q.scheduled
+    local rids = redis.call("zrange", zset, 0, tonumber(ARGV[A + 1]) - 1)
+    for i = 1, #rids do
+        local data = redis.call("hget", Q.messages, rids[i])
+        if data then
+            release_unique(unique_lock_of(data), message_id_of(data))
+            redis.call("zadd", Q.dead, now, rids[i])
+            redis.call("hset", Q.dead_messages, rids[i], data)
+            redis.call("hdel", Q.messages, rids[i])
+        end
+    end
+    if #rids > 0 then
+        redis.call("zrem", zset, unpack(rids))
+    end
+    return #rids
+
 elseif command == "delete_all_archived" then
     local rids = redis.call("zrange", Q.dead, 0, -1)
     forget_ids(queue, rids, Q.dead_messages)

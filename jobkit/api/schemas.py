@@ -13,9 +13,12 @@ from typing import Any, Literal
 import msgspec
 
 from jobkit.scheduling.dynamic import ScheduleInfo
-from jobkit.services.queues import QueueStats, TaskInfo
+from jobkit.services.queues import BulkOutcome, QueueStats, TaskInfo
+from jobkit.services.system import TaskType
 
 __all__ = [
+    "BulkOutcome",
+    "BulkRequest",
     "DeletedTask",
     "EmailTrigger",
     "ErrorBody",
@@ -34,9 +37,11 @@ __all__ = [
     "ScheduleDeleted",
     "ScheduleInfo",
     "ScheduleList",
+    "SearchAnswer",
     "StatsPage",
     "TaskInfo",
     "TaskPage",
+    "TaskTypeList",
     "Triggered",
 ]
 
@@ -143,6 +148,31 @@ class DeletedTask:
     deleted: bool
     state: str
     """The state the task was in."""
+
+
+@dataclass
+class SearchAnswer:
+    tasks: list[TaskInfo]
+    """Matching tasks, each with its queue and state; sensitive fields "***"."""
+    cursor: str | None
+    """Pass it back as ``cursor`` for more; null when every stored task was looked at."""
+    scanned: int
+    """Stored tasks looked at by this answer."""
+
+
+class BulkRequest(Strict):
+    """One action on a selection (``ids``) or on every task of a queue in one ``state``: give exactly one of them."""
+
+    action: Literal["run", "retry", "delete", "archive"]
+    """``run`` (``retry`` is the same: the task runs now; archived ones with a fresh retry budget), ``delete`` or
+    ``archive``."""
+    ids: list[str] | None = None
+    state: Literal["pending", "active", "scheduled", "retry", "archived", "completed"] | None = None
+
+
+@dataclass
+class TaskTypeList:
+    task_types: list[TaskType]
 
 
 class RetryRequest(Strict):

@@ -138,8 +138,16 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     host, port = args.host or settings.api_host, args.port or settings.api_port
     app = create_app(settings)
+    events = app.state.services.events
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Open event streams end at once (with an `end` event): a graceful shutdown waits for open responses.
+            events.disconnect_all()
+            super().handle_exit(sig, frame)
+
     print(f"jobkit api: http://{host}:{port} (OpenAPI at /schema)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)).run()
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 
 import dramatiq
 import pytest
@@ -80,9 +79,7 @@ def test_archiving_a_unique_task_frees_its_lock(app_client: Client, queues: Queu
     assert app_client.dispatch("b:once", user=7).id != ref.id
 
 
-def test_a_selection_is_changed_in_one_call_and_each_refusal_names_its_task(
-    app_client: Client, queues: Queues
-) -> None:
+def test_a_selection_is_changed_in_one_call_and_each_refusal_names_its_task(app_client: Client, queues: Queues) -> None:
     scheduled = [app_client.dispatch("b:mail", n=n, delay=3600).id for n in range(5)]
     pending = app_client.dispatch("b:mail", n=9).id
 

@@ -149,6 +149,9 @@ def main() -> int:
         from bench.queues import main as queues_main
 
         queues_main(url)
+        from bench.search import search_line
+
+        print(search_line(url))
     # The API and export benchmarks start their own servers and Redis.
     from bench.api import main as api_main
     from bench.export import main as export_main

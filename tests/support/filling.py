@@ -32,8 +32,13 @@ _BATCH = 5_000
 _HOUR_MS = 3_600_000
 
 
-def fill_tasks(client: Client, count: int, templates: Sequence[tuple[str, dict[str, Any]]]) -> int:
-    """Store ``count`` tasks spread over the states of :data:`STATE_SHARES`, cycling through ``templates`` (task,
+def fill_tasks(
+    client: Client,
+    count: int,
+    templates: Sequence[tuple[str, dict[str, Any]]],
+    shares: Sequence[tuple[str, float]] = STATE_SHARES,
+) -> int:
+    """Store ``count`` tasks spread over the states of ``shares``, cycling through ``templates`` (task,
     payload): task ``n`` has `` <word> n<n>`` appended to each string of its payload (``word`` cycling through
     :data:`WORDS`), and a retry or archived one the error ``ConnectionError: <word> host n<n> refused``. Returns how
     many were stored."""
@@ -53,7 +58,7 @@ def fill_tasks(client: Client, count: int, templates: Sequence[tuple[str, dict[s
         if n and n % _BATCH == 0:
             pipe.execute()
         queue, template = made[n % len(made)]
-        state, word = state_of(n, count), WORDS[n % len(WORDS)]
+        state, word = state_of(n, count, shares), WORDS[n % len(WORDS)]
         message_id, rid = str(uuid.uuid4()), str(uuid.uuid4())
         kwargs = {
             key: f"{value} {word} n{n}" if isinstance(value, str) and not value.startswith(SEALED_PREFIX) else value
@@ -83,11 +88,11 @@ def fill_tasks(client: Client, count: int, templates: Sequence[tuple[str, dict[s
     return count
 
 
-def state_of(n: int, count: int) -> str:
+def state_of(n: int, count: int, shares: Sequence[tuple[str, float]] = STATE_SHARES) -> str:
     """The state task ``n`` of ``count`` is stored in (the states are spread over the numbers)."""
     position, edge = (n * 7919) % count / count, 0.0
-    for state, share in STATE_SHARES:
+    for state, share in shares:
         edge += share
         if position < edge:
             return state
-    return STATE_SHARES[-1][0]
+    return shares[-1][0]

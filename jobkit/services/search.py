@@ -35,8 +35,8 @@ __all__ = ["MAX_TEXT", "SEARCH_BUDGET", "Search", "SearchPage"]
 #: How long one search answer may take, at most (it then answers what it found and a cursor).
 SEARCH_BUDGET = timedelta(milliseconds=250)
 #: What one call of the Lua script may examine: messages, and milliseconds of Redis time.
-CALL_ENTRIES = 5_000
-CALL_MS = 10
+CALL_ENTRIES = 10_000
+CALL_MS = 20
 #: The longest text a search takes.
 MAX_TEXT = 200
 MAX_SIZE = 500

@@ -175,6 +175,9 @@ class Events:
                 log.warning("events: Redis did not answer a stats sample: %s", type(exc).__name__)
                 self._publish(Event("unavailable", {"at": _now_iso(), "detail": "Redis is unreachable"}))
                 previous = None
+            except Exception:  # a bug must not end every stream's updates for good: say so, sample again
+                log.exception("events: a stats sample failed")
+                previous = None
             else:
                 self.samples += 1
                 moved = _changes(previous, current) if previous is not None else []

@@ -152,6 +152,10 @@ def main() -> int:
         from bench.lifecycle import main as lifecycle_main
 
         lifecycle_main(url)
+
+        from bench.search import search_line
+
+        print(search_line(url))
     # The API and export benchmarks start their own servers and Redis.
     from bench.api import main as api_main
     from bench.export import main as export_main

@@ -23,8 +23,10 @@ from jobkit.errors import JobkitError
 from jobkit.scheduling.dynamic import Schedules
 from jobkit.services.auth import Revocations, load_secret
 from jobkit.services.client import Client
+from jobkit.services.events import Events
 from jobkit.services.queues import Queues
 from jobkit.services.redis_policy import check_eviction_policy
+from jobkit.services.search import Search
 from jobkit.services.system import System
 from jobkit.store.connection import fail_fast
 
@@ -59,7 +61,10 @@ def create_app(
     if not secret:
         raise JobkitError("no API secret: set JOBKIT_SECRET (at least 32 characters), or run `jobkit up` once")
     revocations = Revocations(client.redis, client.keys)
-    services = Services(client, Queues(client), Schedules(client), System(client), secret, revocations)
+    queues = Queues(client)
+    services = Services(
+        client, queues, Schedules(client), System(client), secret, revocations, Search(queues), Events(queues)
+    )
     return Litestar(
         route_handlers=[JobsController, *SYSTEM_ROUTES, health, metrics, *DASHBOARD_ROUTES],
         state=State({"services": services}),

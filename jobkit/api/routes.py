@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -10,11 +14,14 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 from redis.exceptions import RedisError
 
 from jobkit.api.schemas import (
     ArchivedTask,
     BatchTriggered,
+    BulkOutcome,
+    BulkRequest,
     Canceled,
     DeletedTask,
     DuplicateBody,
@@ -33,6 +40,7 @@ from jobkit.api.schemas import (
     RetryRequest,
     ScheduleDeleted,
     ScheduleList,
+    SearchAnswer,
     StatsPage,
     TaskLimits,
     TaskPage,
@@ -54,11 +62,13 @@ from jobkit.errors import (
     UnknownTask,
 )
 from jobkit.scheduling.dynamic import ScheduleInfo, Schedules
-from jobkit.services.auth import Revocations
+from jobkit.services.auth import Claims, Revocations
 from jobkit.services.client import Client, TaskRef
+from jobkit.services.events import KEEPALIVE, Events
 from jobkit.services.health import latest as latest_health
 from jobkit.services.metrics import CONTENT_TYPE, live_workers, render
 from jobkit.services.queues import Queues, QueueStats, TaskInfo
+from jobkit.services.search import MAX_TEXT, Search
 from jobkit.services.system import System
 
 __all__ = ["JobsController", "Services", "health", "metrics"]
@@ -86,6 +96,8 @@ class Services:
     system: System
     secret: str
     revocations: Revocations
+    search: Search
+    events: Events
 
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
@@ -156,6 +168,40 @@ async def _dispatch(
         return await services.client.dispatch_async(task, triggered_by=claims_of(request).sub, **options, **payload)
     except UnknownQueue as exc:  # in a body, an unknown queue is bad input rather than a missing resource
         raise InvalidRequest(f"queue: {exc}") from None
+
+
+def _listed(values: list[str] | None) -> list[str]:
+    """``?queue=a&queue=b`` and ``?queue=a,b`` alike."""
+    return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+
+
+async def _event_stream(services: Services, claims: Claims, limit: int | None) -> AsyncIterator[ServerSentEventMessage]:
+    """The events of :class:`~jobkit.services.events.Events` as SSE messages, while the token stays valid: the
+    stream ends (with an ``end`` event saying why) once it expires or is revoked, checked at least every second."""
+    sent, quiet = 0, 0.0
+    with services.events.subscribe() as subscription:
+        while limit is None or sent < limit:
+            event = await subscription.next(timeout=1.0)
+            revocations = services.revocations
+            if revocations.stale():
+                await asyncio.to_thread(revocations.refresh)
+            ended = "token revoked" if revocations.revoked(claims.jti) else None
+            if claims.exp <= time.time():
+                ended = "token expired"
+            if subscription.ended:
+                ended = "server going away; reconnect"
+            if ended is not None:
+                yield ServerSentEventMessage(event="end", data=json.dumps({"reason": ended}))
+                return
+            if event is None:
+                quiet += 1.0
+                if quiet >= KEEPALIVE:
+                    quiet = 0.0
+                    yield ServerSentEventMessage(comment="keepalive")
+                continue
+            quiet = 0.0
+            sent += 1
+            yield ServerSentEventMessage(event=event.kind, data=json.dumps(event.data, separators=(",", ":")))
 
 
 def _depth(value: Any) -> int:
@@ -354,6 +400,52 @@ class JobsController(Controller):
         """Run an archived, retry or scheduled task now (an archived one with a fresh retry budget)."""
         previous = _services(request).queues.retry(data.queue, data.task_id)
         return Retried("Task queued to run now", data.queue, data.task_id, previous, "queued")
+
+    @get("/search", sync_to_thread=True, opt=READ, responses=_errors(400, 404, 422))
+    def search(
+        self,
+        request: Request[Any, Any, Any],
+        q: Annotated[str, QueryParameter(max_length=MAX_TEXT)] = "",
+        queue: Annotated[list[str] | None, QueryParameter(description="a queue, or several (repeated or a,b)")] = None,
+        task_state: Annotated[
+            list[str] | None, QueryParameter(name="state", description="a state, or several (repeated or a,b)")
+        ] = None,
+        task: Annotated[str | None, QueryParameter(description="only tasks of this type")] = None,
+        cursor: Annotated[str | None, QueryParameter(description="the cursor of the previous answer")] = None,
+        size: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+    ) -> SearchAnswer:
+        """Tasks whose id starts with ``q``, or whose type, payload or last error contains it (case-insensitive;
+        sensitive fields never match), in every state of every queue or the ones given. Each answer takes at most
+        a fraction of a second: follow ``cursor`` for more (null: every stored task was looked at)."""
+        page = _services(request).search.search(
+            q, queues=_listed(queue), states=_listed(task_state), task=task or None, cursor=cursor or None, size=size
+        )
+        return SearchAnswer(page.tasks, page.cursor, page.scanned)
+
+    @get("/events", opt=READ, responses=_errors(), media_type="text/event-stream")
+    async def events(
+        self,
+        request: Request[Any, Any, Any],
+        limit: Annotated[int | None, QueryParameter(ge=1, le=100_000, description="end after this many events")] = None,
+    ) -> ServerSentEvent:
+        """Server-sent events: ``stats`` (every queue's figures, when they change and at least every 5 s),
+        ``changes`` (how each count moved), ``archived`` (tasks newly archived, payloads redacted), ``unavailable``
+        (Redis did not answer), and ``end`` (the token expired or was revoked, or the server is going away). Send
+        the token as a bearer header like on every route (the dashboard reads the stream with fetch())."""
+        services = _services(request)
+        return ServerSentEvent(_event_stream(services, claims_of(request), limit), retry_duration=2000)
+
+    @post("/queue/{queue:str}/tasks/bulk", status_code=200, sync_to_thread=True, responses=_body_errors(404, 409))
+    def bulk(self, request: Request[Any, Any, Any], queue: FromPath[str], data: JSONBody[BulkRequest]) -> BulkOutcome:
+        """One action for many tasks of a queue in one request: ``{"action", "ids": [...]}`` for a selection (each
+        task it could not change is listed with the reason), or ``{"action", "state"}`` for every task in a state."""
+        if (data.ids is None) == (data.state is None):
+            raise InvalidRequest("ids, state: give exactly one of them (the tasks, or a whole state)")
+        queues = _services(request).queues
+        if data.ids is not None:
+            return queues.bulk(queue, data.action, data.ids, by=claims_of(request).sub)
+        assert data.state is not None
+        return queues.bulk_state(queue, data.action, data.state)
 
     @get("/schedules", sync_to_thread=True, opt=READ, responses=_errors())
     def schedules(self, request: Request[Any, Any, Any]) -> ScheduleList:

@@ -13,11 +13,14 @@ from typing import Any, Literal
 import msgspec
 
 from jobkit.scheduling.dynamic import ScheduleInfo
-from jobkit.services.queues import QueueStats, TaskInfo
+from jobkit.services.queues import BulkOutcome, QueueStats, TaskInfo
+from jobkit.services.system import TaskType
 
 __all__ = [
     "ArchivedTask",
     "BatchTriggered",
+    "BulkOutcome",
+    "BulkRequest",
     "Canceled",
     "DeletedTask",
     "EmailTrigger",
@@ -37,9 +40,11 @@ __all__ = [
     "ScheduleDeleted",
     "ScheduleInfo",
     "ScheduleList",
+    "SearchAnswer",
     "StatsPage",
     "TaskInfo",
     "TaskPage",
+    "TaskTypeList",
     "Triggered",
 ]
 
@@ -174,6 +179,31 @@ class BatchTriggered:
     task: str
     queue: str
     task_ids: list[str]
+
+
+@dataclass
+class SearchAnswer:
+    tasks: list[TaskInfo]
+    """Matching tasks, each with its queue and state; sensitive fields "***"."""
+    cursor: str | None
+    """Pass it back as ``cursor`` for more; null when every stored task was looked at."""
+    scanned: int
+    """Stored tasks looked at by this answer."""
+
+
+class BulkRequest(Strict):
+    """One action on a selection (``ids``) or on every task of a queue in one ``state``: give exactly one of them."""
+
+    action: Literal["run", "retry", "delete", "archive"]
+    """``run`` (``retry`` is the same: the task runs now; archived ones with a fresh retry budget), ``delete`` or
+    ``archive``."""
+    ids: list[str] | None = None
+    state: Literal["pending", "active", "scheduled", "retry", "archived", "completed"] | None = None
+
+
+@dataclass
+class TaskTypeList:
+    task_types: list[TaskType]
 
 
 class RetryRequest(Strict):

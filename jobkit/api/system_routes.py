@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Controller, Request, get
 
+from jobkit.api.schemas import TaskTypeList
 from jobkit.api.security import BEARER, require_role
 from jobkit.services.system import RedisInfo, System, WorkerStatus
 
@@ -33,6 +34,12 @@ class SystemController(Controller):
     def workers(self, request: Request[Any, Any, Any]) -> WorkerList:
         """Live workers (heartbeat within the timeout): host, pid, queues, start time, busy threads."""
         return WorkerList(_system(request).workers())
+
+    @get("/task-types", sync_to_thread=True, opt={"role": "viewer"})
+    def task_types(self, request: Request[Any, Any, Any]) -> TaskTypeList:
+        """Every task of jobs.yaml with its queue, limits, sensitive fields, and the live workers that run it
+        (``served`` is false when none does)."""
+        return TaskTypeList(_system(request).task_types())
 
     @get("/redis", sync_to_thread=True, opt={"role": "viewer"})
     def redis(self, request: Request[Any, Any, Any]) -> RedisInfo:

@@ -1,4 +1,5 @@
-"""The operator commands of ``jobkit``: stats, pause, resume, tasks, task, retry, delete, cancel, archive, token, api.
+"""The operator commands of ``jobkit``: stats, pause, resume, tasks, task, retry, delete, cancel, archive, search,
+token, api.
 
 Each calls the same service layer as the REST API (``Queues``, ``mint_token``) and prints for a person (a rich
 table) or, with ``--json``, for a script.
@@ -17,7 +18,8 @@ from jobkit.config.settings import Settings
 from jobkit.durations import parse_duration
 from jobkit.errors import DurationError, UsageError
 from jobkit.services.auth import ROLES, Revocations, load_secret, mint_token, token_id
-from jobkit.services.queues import Queues
+from jobkit.services.queues import STATES, Queues, TaskInfo
+from jobkit.services.search import MAX_SIZE, Search
 
 __all__ = ["add_commands"]
 
@@ -127,6 +129,46 @@ def cmd_archive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listed(values: list[str] | None) -> list[str]:
+    return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``jobkit search TEXT [--queue Q] [--state S] [--task T] [--limit N]``: the first N matches, every queue and
+    state unless told (the same search as ``GET /api/jobs/search``, its answers followed to the end or to N)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.limit < 1:
+        raise UsageError(f"--limit: at least 1, found {args.limit}")
+    search = Search(_queues())
+    found: list[TaskInfo] = []
+    cursor, scanned = None, 0
+    while True:
+        page = search.search(
+            args.text, queues=_listed(args.queue), states=_listed(args.state), task=args.task, cursor=cursor,
+            size=min(MAX_SIZE, args.limit - len(found)),
+        )  # fmt: skip
+        found.extend(page.tasks)
+        cursor, scanned = page.cursor, scanned + page.scanned
+        if cursor is None or len(found) >= args.limit:
+            break
+    if args.json:
+        _print_json({"tasks": [info.to_dict() for info in found], "cursor": cursor})
+        return 0
+    more = f"; more with --limit {args.limit * 2}" if cursor else ""
+    table = Table(
+        title=f"{len(found)} task(s) matching {args.text!r} ({scanned} looked at{more})", title_justify="left"
+    )
+    for column in ("queue", "state", "id", "task", "payload", "last error"):
+        table.add_column(column, overflow="fold")
+    for info in found:
+        payload = json.dumps(info.payload, ensure_ascii=False)
+        table.add_row(info.queue, info.state, info.id, info.task, payload[:120], (info.last_error or "")[:120])
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     """``jobkit token --sub NAME --role ROLE [--ttl 1h]`` mints a token; ``jobkit token revoke ID`` revokes one."""
     settings = Settings.from_env()
@@ -162,8 +204,16 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     host, port = args.host or settings.api_host, args.port or settings.api_port
     app = create_app(settings)
+    events = app.state.services.events
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Open event streams end at once (with an `end` event): a graceful shutdown waits for open responses.
+            events.disconnect_all()
+            super().handle_exit(sig, frame)
+
     print(f"jobkit api: http://{host}:{port} (OpenAPI at /schema)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)).run()
     return 0
 
 
@@ -195,6 +245,16 @@ def add_commands(sub: Any) -> None:
         command.add_argument("queue")
         command.add_argument("task_id")
         command.set_defaults(func=func)
+    search = sub.add_parser("search", help="find tasks by id prefix, task type, payload or error text")
+    search.add_argument("text", help="the text (case-insensitive; sensitive fields never match)")
+    search.add_argument("--queue", action="append", help="only this queue (repeat, or a,b; default: every queue)")
+    search.add_argument(
+        "--state", action="append", help=f"only this state (repeat, or a,b; {', '.join(STATES)}; default: all)"
+    )
+    search.add_argument("--task", help="only tasks of this type")
+    search.add_argument("--limit", type=int, default=50, help="print at most this many (50)")
+    search.add_argument("--json", action="store_true", help="print the API's answer shape")
+    search.set_defaults(func=cmd_search)
     token = sub.add_parser("token", help="mint an API bearer token, or `jobkit token revoke ID`")
     token.add_argument("action", nargs="*", metavar="revoke ID", help="revoke the token with this id")
     token.add_argument("--sub", help="who holds the token")

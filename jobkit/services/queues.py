@@ -8,7 +8,8 @@ messages), and every operation is one atomic step of the ``queues`` Lua script.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeGuard, cast
 
@@ -18,13 +19,13 @@ from jobkit.config.model import DRAMATIQ_RETRY
 from jobkit.engine.messages import TRIGGERED_BY_OPTION, duplicate_error
 from jobkit.engine.running import CANCELED_OPTION, PROGRESS_OPTION, RESULT_OPTION
 from jobkit.engine.sealing import redact
-from jobkit.errors import TaskNotFound, TaskStateError, UnknownQueue, did_you_mean
+from jobkit.errors import InvalidRequest, JobkitError, TaskNotFound, TaskStateError, UnknownQueue, did_you_mean
 from jobkit.services.client import Client
 from jobkit.services.lifecycle import progress_record
 from jobkit.services.limits import describe_limits
 from jobkit.services.redaction import redacted_payload
 
-__all__ = ["STATES", "QueueStats", "Queues", "TaskInfo"]
+__all__ = ["BULK_ACTIONS", "BULK_MAX", "STATES", "BulkOutcome", "QueueStats", "Queues", "State", "TaskInfo"]
 
 State = Literal["pending", "active", "scheduled", "retry", "archived", "completed"]
 STATES: tuple[State, ...] = ("pending", "active", "scheduled", "retry", "archived", "completed")
@@ -32,8 +33,16 @@ _Rows = list[tuple[str, Any, bytes]]
 _Names = list[str]
 _Raw = list[Any]
 _History = list[dict[str, Any]]
+_Reasons = list[str | None]
 _DAY_MS = 86_400_000
 _UNSET = object()
+#: What a bulk request may do to a selection or a whole state ("retry" is "run": a task runs now).
+BULK_ACTIONS = ("run", "retry", "delete", "archive")
+#: The most task ids one bulk request may name.
+BULK_MAX = 10_000
+_RUNNABLE = ("scheduled", "retry", "archived")
+#: Tasks one Lua call deletes or archives when a whole state goes: Redis is never held long by a large set.
+_STATE_BATCH = 1_000
 
 
 def _iso(ms: Any) -> str | None:
@@ -103,6 +112,26 @@ class TaskInfo:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class BulkFailure:
+    task_id: str
+    detail: str
+    """Why this task was left as it was (the same sentence the one-task operation answers)."""
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    """What a bulk action did: how many tasks it changed, and each task it could not change and why."""
+
+    queue: str
+    action: str
+    done: int
+    failed: list[BulkFailure] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 _StatsList = list[QueueStats]
 _Infos = list[TaskInfo]
 
@@ -127,8 +156,8 @@ class Queues:
             raise UnknownQueue(f"unknown queue {name!r} ({hint})")
         return name
 
-    def _call(self, command: str, queue: str, *args: Any) -> Any:
-        return self._lua.call("queues", command, int(time.time() * 1000), queue, *args)
+    def _call(self, command: str, queue: str, *args: Any, client: Any = None) -> Any:
+        return self._lua.call("queues", command, int(time.time() * 1000), queue, *args, client=client)
 
     def stats(self, name: str) -> QueueStats:
         return self.all_stats([self.check(name)])[0]
@@ -302,13 +331,102 @@ class Queues:
             raise TaskStateError(f"task {task_id!r} changed state ({result[0].decode()}) while being retried")
         return str(state)
 
-    def _run(self, name: str, task_id: str, state: str, rid: Any, message: Message[Any]) -> Any:
+    def _run(self, name: str, task_id: str, state: str, rid: Any, message: Message[Any], client: Any = None) -> Any:
         """One task runs now; an archived one with a fresh retry budget and its unique lock taken again."""
         claims: tuple[Any, ...] = ()
         if state == "archived":
             message, claims = self.client.builder.rerun(message)
         claim_args: list[Any] = [len(claims)] + [part for claim in claims for part in (claim.key, claim.ttl_ms)]
-        return self._call("run", name, task_id, state, rid, message.encode(), *claim_args)
+        return self._call("run", name, task_id, state, rid, message.encode(), *claim_args, client=client)
+
+    # -- many tasks at once ----------------------------------------------------------------------------------------
+    def delete_all(self, name: str, state: str) -> int:
+        """Delete every task of a queue in ``state`` (any state but active); returns how many."""
+        self.check(name)
+        if state == "pending":
+            return self.delete_all_pending(name)
+        if state == "archived":
+            return self.delete_all_archived(name)
+        if state in ("scheduled", "retry", "completed"):
+            return self._drain("delete_state", name, state)
+        raise TaskStateError(f"state: {_state_text(state)} cannot be deleted (a running task cannot be deleted)")
+
+    def archive_all(self, name: str, state: str) -> int:
+        """Archive every pending, scheduled or retry task of a queue; returns how many."""
+        self.check(name)
+        if state == "pending":
+            return self.archive_all_pending(name)
+        if state in ("scheduled", "retry"):
+            return self._drain("archive_state", name, state)
+        raise TaskStateError(f"state: {_state_text(state)} cannot be archived (only pending, scheduled or retry ones)")
+
+    def bulk_state(self, name: str, action: str, state: str) -> BulkOutcome:
+        """``action`` (run/retry, delete, archive) on every task of a queue in ``state``, in one call."""
+        _check_action(action)
+        if action in ("run", "retry"):
+            if state not in _RUNNABLE:
+                raise TaskStateError(f"state: {_state_text(state)} cannot run now (only scheduled, retry or archived)")
+            done = self.run_all(name, cast(Literal["scheduled", "retry", "archived"], state))
+        elif action == "delete":
+            done = self.delete_all(name, state)
+        else:
+            done = self.archive_all(name, state)
+        return BulkOutcome(name, action, done)
+
+    def bulk(self, name: str, action: str, ids: Sequence[str], by: str = "python") -> BulkOutcome:
+        """``action`` (run/retry, delete, archive) on each of ``ids`` of one queue: one round trip per step for all of
+        them, each task changed atomically; a task that cannot be changed is listed with the reason."""
+        _check_action(action)
+        self.check(name)
+        ids = [*dict.fromkeys(ids)]
+        if len(ids) > BULK_MAX:
+            raise InvalidRequest(f"ids: at most {BULK_MAX} task ids per request, found {len(ids)}")
+        reasons: _Reasons
+        if action in ("run", "retry"):
+            reasons = self._run_many(name, ids)
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for task_id in ids:
+                self._call(action, name, task_id, *((by,) if action == "archive" else ()), client=pipe)
+            reasons = []
+            for task_id, reply in zip(ids, pipe.execute(), strict=True):
+                changed = reply[1] == b"done" if action == "archive" else bool(reply[1])
+                reasons.append(None if changed else str(_refusal(action, name, task_id, reply[0].decode())))
+                if changed and action == "archive":
+                    self.client.workflows.member_archived(Message.decode(reply[2]))  # an archived step stops its run
+        failed = [BulkFailure(task_id, reason) for task_id, reason in zip(ids, reasons, strict=True) if reason]
+        return BulkOutcome(name, action, len(ids) - len(failed), failed)
+
+    def _run_many(self, name: str, ids: _Names) -> _Reasons:
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in ids:
+            self._call("task", name, task_id, client=pipe)
+        reasons: _Reasons = [None] * len(ids)
+        started: list[tuple[int, Message[Any]]] = []
+        pipe_runs = self.redis.pipeline(transaction=False)
+        for index, (task_id, found) in enumerate(zip(ids, pipe.execute(), strict=True)):
+            state = found[0].decode()
+            if state not in _RUNNABLE:
+                reasons[index] = str(_refusal("run", name, task_id, state))
+                continue
+            message = Message.decode(found[3])
+            self._run(name, task_id, state, found[1], message, client=pipe_runs)
+            started.append((index, message))
+        for (index, message), result in zip(started, pipe_runs.execute() if started else [], strict=True):
+            if not result[1]:
+                if result[0] == b"held":
+                    reasons[index] = str(duplicate_error(message.actor_name, result[2].decode()))
+                else:
+                    reasons[index] = f"task {ids[index]!r} changed state ({result[0].decode()}) while being retried"
+        return reasons
+
+    def _drain(self, command: str, name: str, state: str) -> int:
+        total = 0
+        while True:
+            count = int(self._call(command, name, state, _STATE_BATCH))
+            total += count
+            if count < _STATE_BATCH:
+                return total
 
     # -- flow control and workflows ---------------------------------------------------------------------------------
     def limits(self, task: str) -> dict[str, Any]:
@@ -321,6 +439,10 @@ class Queues:
         if info is None:
             raise TaskNotFound(f"no workflow {workflow_id!r} (it may have expired)")
         return info
+
+    def describe(self, name: str, state: State, score: Any, data: bytes) -> TaskInfo:
+        """The task a stored message of queue ``name`` is, as readers see it (sensitive fields "***")."""
+        return self._info(name, state, score, data)
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def _list(self, name: str, state: str, start: int, stop: int) -> tuple[int, _Rows]:
@@ -374,3 +496,29 @@ class Queues:
             canceled_by=options.get(CANCELED_OPTION),
             progress=progress_record(live) if live else progress_record(options.get(PROGRESS_OPTION)),
         )
+
+
+def _check_action(action: str) -> None:
+    if action not in BULK_ACTIONS:
+        hint = did_you_mean(action, set(BULK_ACTIONS)) or "one of " + ", ".join(BULK_ACTIONS)
+        raise InvalidRequest(f"action: unknown action {action!r} ({hint})")
+
+
+def _state_text(state: str) -> str:
+    return f"{state} tasks" if _is_state(state) else f"unknown state {state!r} (one of {', '.join(STATES)})"
+
+
+def _refusal(action: str, name: str, task_id: str, state: str) -> JobkitError:
+    """Why ``action`` left task ``task_id`` (found in ``state``) as it was."""
+    verb = {"run": "run now", "retry": "run now", "delete": "be deleted", "archive": "be archived"}[action]
+    if state == "missing":
+        return TaskNotFound(f"no task {task_id!r} in queue {name!r}")
+    if state == "held":
+        return TaskStateError(f"task {task_id!r} was already handed to a worker and starts shortly; it cannot {verb}")
+    if action in ("run", "retry"):
+        return TaskStateError(f"task {task_id!r} is {state}; only scheduled, retry or archived tasks can run now")
+    if action == "archive":
+        if state == "active":
+            return TaskStateError(f"task {task_id!r} is active; a running task cannot be archived")
+        return TaskStateError(f"task {task_id!r} is {state}; only pending, scheduled or retry tasks can be archived")
+    return TaskStateError(f"task {task_id!r} is {state}; a running task cannot be deleted")

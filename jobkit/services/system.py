@@ -1,8 +1,9 @@
-"""Workers (from their heartbeats) and Redis facts for the dashboard: the service behind ``/api/system``.
+"""Workers (from their heartbeats), task types and who serves them, and Redis facts for the dashboard: the service
+behind ``/api/system``.
 
 A worker is alive while its heartbeat (``K.heartbeats``) is younger than the broker's timeout. What a heartbeat cannot
-say (host, pid, start time, thread count, the queues it consumes) each worker process writes once at boot, through
-the ``WorkerInfo`` middleware, into ``K.workers``.
+say (host, pid, start time, thread count, the queues it consumes, the task types it declared) each worker process
+writes once at boot, through the ``WorkerInfo`` middleware, into ``K.workers``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from jobkit.config.model import TaskSpec
 from jobkit.services.client import Client
 
-__all__ = ["RedisInfo", "System", "WorkerStatus"]
+__all__ = ["RedisInfo", "System", "TaskType", "WorkerRef", "WorkerStatus"]
 
 
 def _iso(ms: float) -> str:
@@ -37,10 +39,44 @@ class WorkerStatus:
     last_heartbeat_at: str
     queues: list[str]
     """Queues this worker consumes (as it said at boot; the queues it fetched from for a worker that did not)."""
+    tasks: list[str] | None
+    """The task types this worker runs (as it said at boot); None for a worker that did not say."""
     busy: int
     """Tasks this worker is running now."""
     held: int
     """Tasks this worker holds: running, or prefetched and about to run."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class WorkerRef:
+    id: str
+    host: str | None
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """A task declared in jobs.yaml, its settings, and the live workers that run it."""
+
+    task: str
+    queue: str
+    api: bool
+    max_retries: int
+    timeout_seconds: float
+    retention_seconds: float
+    unique_seconds: float | None
+    unique_key: str | None
+    rate_limit: str | None
+    concurrency: int | None
+    sensitive: list[str]
+    workers: list[WorkerRef]
+    """Live workers that run this task type: they consume its queue and declared it (a worker that did not list
+    its task types counts when it consumes the queue)."""
+    served: bool
+    """False when no live worker runs it: dispatched tasks of this type wait."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +103,7 @@ class System:
     """Reads worker heartbeats and server facts; never writes."""
 
     def __init__(self, client: Client) -> None:
+        self.project = client.project
         self.redis = client.redis
         self.keys = client.keys
         self.namespace = client.keys.namespace
@@ -123,11 +160,40 @@ class System:
                     started_at=info.get("started_at"),
                     last_heartbeat_at=_iso(beat),
                     queues=info.get("queues") or names,
+                    tasks=info.get("tasks"),
                     busy=busy[index],
                     held=held[index],
                 )
             )
         return sorted(statuses, key=lambda status: status.started_at or "", reverse=True)
+
+    def task_types(self) -> list[TaskType]:
+        """Every task of jobs.yaml (by name) with its settings and the live workers that run it."""
+        workers = self.workers()
+        return [self._task_type(spec, workers) for _, spec in sorted(self.project.tasks.items())]
+
+    @staticmethod
+    def _task_type(spec: TaskSpec, workers: list[WorkerStatus]) -> TaskType:
+        serving = [
+            WorkerRef(w.id, w.host, w.pid)
+            for w in workers
+            if spec.queue in w.queues and (w.tasks is None or spec.name in w.tasks)
+        ]
+        return TaskType(
+            task=spec.name,
+            queue=spec.queue,
+            api=spec.api,
+            max_retries=spec.retry.max_retries,
+            timeout_seconds=spec.timeout.total_seconds(),
+            retention_seconds=spec.retention.total_seconds(),
+            unique_seconds=spec.unique.total_seconds() if spec.unique is not None else None,
+            unique_key=spec.unique_key,
+            rate_limit=str(spec.rate_limit) if spec.rate_limit is not None else None,
+            concurrency=spec.concurrency,
+            sensitive=list(spec.sensitive),
+            workers=serving,
+            served=bool(serving),
+        )
 
     def redis_info(self) -> RedisInfo:
         info = self.redis.info()

@@ -126,6 +126,27 @@ class Keys:
     def active(self, queue: str) -> str:
         return self._key("active", queue=queue)
 
+    def ids(self, queue: str) -> str:
+        return self._key("ids", queue=queue)
+
+    def scheduled(self, queue: str) -> str:
+        return self._key("scheduled", queue=queue)
+
+    def retry(self, queue: str) -> str:
+        return self._key("retry", queue=queue)
+
+    def dead(self, queue: str) -> str:
+        return self._key("dead", queue=queue)
+
+    def dead_messages(self, queue: str) -> str:
+        return self._key("dead_messages", queue=queue)
+
+    def done(self, queue: str) -> str:
+        return self._key("done", queue=queue)
+
+    def done_messages(self, queue: str) -> str:
+        return self._key("done_messages", queue=queue)
+
     def processed_day(self, queue: str, day: int) -> str:
         return self._key("processed_day", queue=queue, day=day)
 

@@ -18,7 +18,7 @@ from jobkit.store.keys import Keys, expand_lua, lua_prelude
 
 __all__ = ["SCRIPT_NAMES", "Scripts", "script_source"]
 
-SCRIPT_NAMES = ("broker", "queues", "limits", "workflows", "schedules")
+SCRIPT_NAMES = ("broker", "queues", "limits", "workflows", "schedules", "search")
 
 
 @cache

@@ -36,8 +36,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The Litestar app served by uvicorn on 127.0.0.1, one in-process Dramatiq worker, one key namespace."""
+def stack(
+    request: pytest.FixtureRequest, redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The Litestar app served by uvicorn on 127.0.0.1, one in-process Dramatiq worker, one key namespace. A test
+    module's ``WORKER_QUEUES`` (a set of queue names) limits the queues the worker consumes."""
     directory = tmp_path_factory.mktemp("dashboard")
     jobs = directory / "jobs.yaml"
     jobs.write_text(textwrap.dedent(DASHBOARD_JOBS).lstrip())
@@ -49,7 +52,8 @@ def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory)
     client = Client(settings, project, broker)
     secret = secrets.token_urlsafe(48)
     app = create_app(client=client, secret=secret)
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker_queues = getattr(request.module, "WORKER_QUEUES", None)
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100, queues=worker_queues)
     worker.start()
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
@@ -65,7 +69,9 @@ def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory)
         user_token=mint_token(secret, "uma", "user"),
         redis=connection,
         namespace=namespace,
+        events=app.state.services.events,
     )
+    app.state.services.events.disconnect_all()
     server.should_exit = True
     thread.join(10)
     worker.stop(timeout=5_000)

@@ -60,6 +60,11 @@ def noop() -> None:
     return None
 
 
+def accept(**payload: object) -> None:
+    """Takes any payload and does nothing (the search tests only store tasks)."""
+    return None
+
+
 def greet(name: str, greeting: str = "hello", *, loud: bool = False) -> None:
     return None
 

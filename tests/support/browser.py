@@ -13,6 +13,7 @@ import redis
 from playwright.sync_api import Page, ViewportSize
 
 from jobkit.services.client import Client
+from jobkit.services.events import Events
 from tests.support import ROOT
 
 ARTIFACTS = ROOT / "artifacts" / "dashboard"
@@ -40,6 +41,8 @@ class Stack:
     user_token: str
     redis: redis.Redis
     namespace: str
+    events: Events
+    """The app's live-update hub (a test may end every open stream)."""
 
     def api(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}

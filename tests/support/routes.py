@@ -16,6 +16,8 @@ READ_ROUTES: list[Route] = [
     ("GET", "/api/jobs/limits/test:greet", None),
     ("GET", "/api/system/workers", None),
     ("GET", "/api/system/redis", None),
+    ("GET", "/api/system/task-types", None),
+    ("GET", "/api/jobs/search?q=x&queue=default&state=pending,retry", None),
 ]
 ADMIN_ROUTES: list[Route] = [
     ("PUT", "/api/jobs/queue/low/pause", None),
@@ -28,6 +30,7 @@ ADMIN_ROUTES: list[Route] = [
     ("DELETE", "/api/jobs/schedules/nope", None),
     ("POST", "/api/jobs/task/default/nope/cancel", None),
     ("POST", "/api/jobs/task/default/nope/archive", None),
+    ("POST", "/api/jobs/queue/low/tasks/bulk", {"action": "archive", "state": "pending"}),
 ]
 USER_ROUTES: list[Route] = [
     ("POST", "/api/jobs/trigger/email", {"to": "a@b.co", "subject": "s", "body": "b"}),

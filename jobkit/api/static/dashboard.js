@@ -4,11 +4,16 @@
 
 const STATES = ["pending", "active", "scheduled", "retry", "archived", "completed"];
 const RUNNABLE = ["scheduled", "retry", "archived"];
-const SEARCH_LIMIT = 5000; // tasks scanned per search (pages of 500)
+const ARCHIVABLE = ["pending", "scheduled", "retry"];
+const SEARCH_ANSWERS = 20; // answers of the search API followed, at most, to fill one page of matches
+const FALLBACK_POLL_S = 5; // while the live stream is down
+const LIVE_BASELINE_S = 10; // pages the stream does not cover (workers, schedules...) still refresh this often
 const TOKEN_KEY = "jobkit.token";
 const REFRESH_KEY = "jobkit.refresh";
 
-const state = { token: null, claims: {}, view: null, timer: null, busy: false };
+const state = { token: null, claims: {}, view: null, timer: null, busy: false, stats: null };
+// The live stream: fetch() with the bearer header (EventSource cannot send one, and the token never goes in a URL).
+const live = { controller: null, connected: false, retry: null, delay: 1000 };
 
 // -- small DOM helpers ----------------------------------------------------------------------------------------------
 function el(tag, attrs, ...children) {
@@ -68,6 +73,25 @@ function json(value) {
 function short(text, length) {
   text = String(text ?? "");
   return text.length > length ? text.slice(0, length - 1) + "…" : text;
+}
+
+// fn at most once per `ms`; a call inside the window runs once at its end.
+function throttle(fn, ms) {
+  let last = 0;
+  let timer = null;
+  return () => {
+    const wait = last + ms - Date.now();
+    if (wait <= 0) {
+      last = Date.now();
+      fn();
+    } else if (!timer) {
+      timer = setTimeout(() => {
+        timer = null;
+        last = Date.now();
+        fn();
+      }, wait);
+    }
+  };
 }
 
 function isAdmin() {
@@ -152,39 +176,54 @@ async function fetchTasks(queue, taskState, page, size) {
   return { total, tasks };
 }
 
-async function allTasks(queue, taskState, limit) {
-  const found = [];
-  for (let page = 1; found.length < limit; page++) {
-    const { total, tasks } = await fetchTasks(queue, taskState, page, 500);
-    found.push(...tasks);
-    if (!tasks.length || found.length >= total) break;
-  }
-  return found.slice(0, limit);
-}
-
 const actions = {
   pause: (queue) => api("PUT", `/api/jobs/queue/${q(queue)}/pause`),
   resume: (queue) => api("PUT", `/api/jobs/queue/${q(queue)}/resume`),
   run: (queue, id) => api("POST", "/api/jobs/retry", { queue, task_id: id }),
   remove: (queue, id) => api("DELETE", `/api/jobs/task/${q(queue)}/${q(id)}`),
-  deletePending: (queue) => api("DELETE", `/api/jobs/queue/${q(queue)}/pending`),
-  archivePending: (queue) => api("POST", `/api/jobs/queue/${q(queue)}/archive-pending`),
+  // One request for a selection ({ids}) or a whole state ({state}) of a queue.
+  bulk: (queue, action, target) => api("POST", `/api/jobs/queue/${q(queue)}/tasks/bulk`, { action, ...target }),
 };
 
-// Run an action on many tasks one by one; reports how many succeeded.
-async function each(ids, action) {
-  let done = 0;
-  const failures = [];
-  for (const id of ids) {
-    try {
-      await action(id);
-      done++;
-    } catch (error) {
-      if (error.status === 401) throw error;
-      failures.push(error.detail || String(error));
-    }
+const DONE_TEXT = { run: "will run now", delete: "deleted", archive: "archived" };
+
+// The flash text of a bulk answer: how many changed, and why the first one that did not.
+function bulkText(outcome, action) {
+  const failed = listOf(outcome && outcome.failed);
+  const done = (outcome && outcome.done) || 0;
+  return `${done} task(s) ${DONE_TEXT[action]}${failed.length ? `; ${failed.length} not: ${failed[0].detail}` : ""}`;
+}
+
+// A selection that spans queues: one request per queue.
+async function bulkIds(action, tasks) {
+  const byQueue = new Map();
+  for (const t of tasks) byQueue.set(t.queue, [...(byQueue.get(t.queue) || []), t.id]);
+  const total = { done: 0, failed: [] };
+  for (const [queue, ids] of byQueue) {
+    const outcome = await actions.bulk(queue, action, { ids });
+    total.done += outcome.done;
+    total.failed.push(...listOf(outcome.failed));
   }
-  return { done, failures };
+  return total;
+}
+
+// Matches of the search API for `params` (q, queue, state, task), following its cursor until `size` matches, the
+// end, or SEARCH_ANSWERS answers; `progress(looked)` hears how many stored tasks were looked at so far.
+async function searchTasks(params, size, cursor, progress) {
+  const found = [];
+  let looked = 0;
+  for (let answer = 0; answer < SEARCH_ANSWERS; answer++) {
+    const query = new URLSearchParams({ ...params, size: String(size - found.length) });
+    if (cursor) query.set("cursor", cursor);
+    for (const [key, value] of [...query]) if (!value) query.delete(key);
+    const data = await api("GET", `/api/jobs/search?${query}`);
+    found.push(...listOf(data, "tasks"));
+    looked += data.scanned || 0;
+    cursor = data.cursor;
+    if (progress) progress(looked);
+    if (!cursor || found.length >= size) break;
+  }
+  return { tasks: found, cursor, looked };
 }
 
 async function act(label, work) {
@@ -194,6 +233,7 @@ async function act(label, work) {
   } catch (error) {
     if (error.status !== 401) flash(`${label} failed: ${error.detail || error.message}`, "error");
   }
+  if (state.view && state.view.invalidate) state.view.invalidate(); // a search runs again: what it found changed
   refresh();
 }
 
@@ -233,6 +273,8 @@ function show() {
   document.body.classList.toggle("readonly", signedIn && !isAdmin());
   if (!signedIn) {
     clearInterval(state.timer);
+    stopLive();
+    setTimer();
     replace(document.getElementById("view"));
     state.view = null;
     return;
@@ -241,7 +283,135 @@ function show() {
   const reach = isAdmin() ? "" : role === "user" ? ", triggers only" : ", read-only";
   document.getElementById("who").textContent = `${state.claims.sub || "token"} (${role}${reach})`;
   route();
-  schedulePolling();
+  scheduleUpdates();
+}
+
+// -- live updates ---------------------------------------------------------------------------------------------------
+// "live" (the default): the server's event stream updates the page as figures change; while the stream is down the
+// page polls every FALLBACK_POLL_S seconds and keeps trying to reconnect. A number: poll that often. "0": never.
+function updatesMode() {
+  return document.getElementById("refresh").value;
+}
+
+function wantsLive() {
+  return Boolean(state.token) && updatesMode() === "live" && state.claims.role !== "user";
+}
+
+function scheduleUpdates() {
+  if (wantsLive()) startLive();
+  else stopLive();
+  setTimer();
+}
+
+function setTimer() {
+  clearInterval(state.timer);
+  const mode = updatesMode();
+  const seconds = mode === "live" ? (live.connected ? LIVE_BASELINE_S : FALLBACK_POLL_S) : Number(mode);
+  if (state.token && seconds > 0) state.timer = setInterval(refresh, seconds * 1000);
+  const badge = document.getElementById("live");
+  badge.hidden = !wantsLive();
+  badge.textContent = live.connected ? "live" : "polling";
+  badge.className = `live ${live.connected ? "on" : "off"}`;
+  badge.title = live.connected
+    ? "Figures update as they change (server-sent events)"
+    : `The live stream is down: polling every ${FALLBACK_POLL_S} s while reconnecting`;
+}
+
+function startLive() {
+  if (!live.controller && !live.retry) connectLive();
+}
+
+function stopLive() {
+  clearTimeout(live.retry);
+  live.retry = null;
+  const controller = live.controller;
+  live.controller = null;
+  live.connected = false;
+  if (controller) controller.abort();
+}
+
+function liveConnected(connected) {
+  if (live.connected === connected) return;
+  live.connected = connected;
+  setTimer();
+  if (connected) refresh(); // whatever changed while the stream was down
+}
+
+async function connectLive() {
+  const controller = new AbortController();
+  live.controller = controller;
+  try {
+    const response = await fetch("/api/jobs/events", {
+      headers: { Authorization: `Bearer ${state.token}`, Accept: "text/event-stream" },
+      cache: "no-store",
+      signal: controller.signal,
+    });
+    if (response.status === 401) {
+      live.controller = null;
+      logout("The token was refused (expired or invalid); log in again.");
+      return;
+    }
+    if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+    live.delay = 1000;
+    liveConnected(true);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = /\r\n\r\n|\n\n|\r\r/.exec(buffer))) {
+        const event = parseEvent(buffer.slice(0, end.index));
+        buffer = buffer.slice(end.index + end[0].length);
+        if (event && live.controller === controller) onLiveEvent(event);
+      }
+    }
+  } catch (_) {
+    if (controller.signal.aborted) return; // closed on purpose (log out, polling chosen)
+  }
+  if (live.controller !== controller) return;
+  live.controller = null;
+  liveConnected(false);
+  live.retry = setTimeout(() => {
+    live.retry = null;
+    if (wantsLive()) startLive();
+  }, live.delay);
+  live.delay = Math.min(live.delay * 2, 8000);
+}
+
+// One text/event-stream block -> {name, data}, or null for a comment (a keepalive).
+function parseEvent(block) {
+  let name = "message";
+  const data = [];
+  for (const line of block.split(/\r\n|\r|\n/)) {
+    if (!line || line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") name = value;
+    else if (field === "data") data.push(value);
+  }
+  if (!data.length) return null;
+  try {
+    return { name, data: JSON.parse(data.join("\n")) };
+  } catch (_) {
+    return null;
+  }
+}
+
+function onLiveEvent({ name, data }) {
+  const view = state.view;
+  if (name === "stats") {
+    state.stats = data;
+    if (view && view.onStats) view.onStats(data);
+  } else if (name === "changes") {
+    if (view && view.onChanges) view.onChanges(data);
+  } else if (name === "archived") {
+    if (view && view.onArchived) view.onArchived(listOf(data, "tasks"));
+  } else if (name === "unavailable") {
+    flash("Redis is unreachable; the figures shown may be stale", "error");
+  }
 }
 
 // -- routing --------------------------------------------------------------------------------------------------------
@@ -262,7 +432,7 @@ function route() {
   const { parts, params } = parseHash();
   const name = parts[0] || "overview";
   const views = { overview: overviewView, queue: queueView, task: taskView, schedules: schedulesView };
-  Object.assign(views, { workers: workersView, redis: redisView, workflow: workflowView });
+  Object.assign(views, { workers: workersView, redis: redisView, workflow: workflowView, search: searchView, types: typesView });
   // A user token may trigger tasks and read the ones it triggered, nothing the pages list: say so.
   const make = state.claims.role === "user" ? userView : views[name] || overviewView;
   for (const link of document.querySelectorAll("[data-nav]")) {
@@ -288,11 +458,6 @@ async function refresh() {
   }
 }
 
-function schedulePolling() {
-  clearInterval(state.timer);
-  const seconds = Number(document.getElementById("refresh").value);
-  if (seconds > 0) state.timer = setInterval(refresh, seconds * 1000);
-}
 
 function userView(root) {
   const setError = page(root, "Trigger-only token");
@@ -352,7 +517,9 @@ function overviewView(root) {
     } }, `${n} days`));
   }
   queueSelect.addEventListener("change", () => refresh());
-  append(root, queues.node, workflowForm(),
+  const archivedList = el("ul", { class: "recent", id: "recent-archived" });
+  const archivedCard = el("section", { class: "card", hidden: true }, el("h2", {}, "Archived just now"), archivedList);
+  append(root, queues.node, archivedCard, workflowForm(),
     el("section", { class: "card" },
       el("div", { class: "heading" }, el("h2", {}, "Processed and failed"), el("div", { class: "controls" }, queueSelect, daysButtons)),
       chart));
@@ -373,7 +540,18 @@ function overviewView(root) {
     for (const button of daysButtons.children) button.classList.toggle("current", Number(button.dataset.days) === days);
     drawChart(chart, historyRows(history), days, queueSelect.value);
   }
-  return { load, setError };
+  // The live stream: the table follows every stats event; newly archived tasks are listed as they fail.
+  const onStats = (stats) => replace(queues.body, listOf(stats, "queues").map(queueRow));
+  const onArchived = (tasks) => {
+    archivedCard.hidden = false;
+    for (const t of tasks) {
+      archivedList.prepend(el("li", { "data-task": t.id },
+        el("a", { href: `#/task/${q(t.queue)}/${q(t.id)}`, class: "mono" }, short(t.id, 12)), ` ${t.task} (${t.queue}) `,
+        el("span", { class: "error-text" }, short(t.last_error || "", 100))));
+    }
+    while (archivedList.children.length > 10) archivedList.lastChild.remove();
+  };
+  return { load, setError, onStats, onArchived };
 }
 
 function queueRow(s) {
@@ -486,52 +664,41 @@ function queueView(root, parts, params) {
 
   if (isAdmin()) {
     const button = (label, attrs, handler) => el("button", { type: "button", ...attrs, onclick: handler }, label);
-    const bulkRun = (ids, what) => act(`Run ${what}`, async () => {
-      const { done, failures } = await each(ids, (id) => actions.run(queue, id));
-      return `${done} task(s) will run now${failures.length ? `; ${failures.length} failed: ${failures[0]}` : ""}`;
-    });
-    const bulkDelete = (ids, what) => act(`Delete ${what}`, async () => {
-      const { done, failures } = await each(ids, (id) => actions.remove(queue, id));
-      return `${done} task(s) deleted${failures.length ? `; ${failures.length} failed: ${failures[0]}` : ""}`;
-    });
     const ask = async (text, work) => {
       if (await confirmAction(text)) await work();
     };
+    // Each button is one request, for the selection or for the whole state, however many tasks that is.
+    const bulkAct = (label, action, target) => act(label, async () => bulkText(await actions.bulk(queue, action, target), action));
+    const forSelection = (label, action, attrs, question) => button(`${label} selected`, attrs, () => {
+      const ids = selected();
+      if (ids.length) ask(question(ids.length), () => bulkAct(`${label} selected`, action, { ids }));
+    });
+    const forState = (label, action, attrs, question) => button(`${label} all`, attrs, () =>
+      ask(question, () => bulkAct(`${label} all`, action, { state: taskState })));
     if (RUNNABLE.includes(taskState)) {
       append(bulk,
-        button("Run selected", { "data-action": "run-selected" }, () => {
-          const ids = selected();
-          if (ids.length) ask(`Run ${ids.length} selected task(s) now?`, () => bulkRun(ids, "selected"));
-        }),
-        button("Run all", { "data-action": "run-all" }, () => ask(`Run every ${taskState} task of ${queue} now?`, async () => {
-          const ids = (await allTasks(queue, taskState, 100000)).map((t) => t.id);
-          await bulkRun(ids, "all");
-        })));
+        forSelection("Run", "run", { "data-action": "run-selected" }, (n) => `Run ${n} selected task(s) now?`),
+        forState("Run", "run", { "data-action": "run-all" }, `Run every ${taskState} task of ${queue} now?`));
+    }
+    if (ARCHIVABLE.includes(taskState)) {
+      append(bulk,
+        forSelection("Archive", "archive", { "data-action": "archive-selected", class: "secondary" }, (n) => `Archive ${n} selected task(s)?`),
+        forState("Archive", "archive", { "data-action": "archive-all", class: "secondary" }, `Archive every ${taskState} task of ${queue}?`));
     }
     if (taskState !== "active") {
       append(bulk,
-        button("Delete selected", { "data-action": "delete-selected", class: "danger" }, () => {
-          const ids = selected();
-          if (ids.length) ask(`Delete ${ids.length} selected task(s)? This cannot be undone.`, () => bulkDelete(ids, "selected"));
-        }),
-        button("Delete all", { "data-action": "delete-all", class: "danger" }, () =>
-          ask(`Delete every ${taskState} task of ${queue}? This cannot be undone.`, async () => {
-            if (taskState === "pending") {
-              await act("Delete all", async () => `${(await actions.deletePending(queue)).deleted} task(s) deleted`);
-            } else {
-              await bulkDelete((await allTasks(queue, taskState, 100000)).map((t) => t.id), "all");
-            }
-          })));
-    }
-    if (taskState === "pending") {
-      append(bulk, button("Archive all", { "data-action": "archive-all", class: "secondary" }, () =>
-        ask(`Archive every pending task of ${queue}?`, () =>
-          act("Archive all", async () => `${(await actions.archivePending(queue)).archived} task(s) archived`))));
+        forSelection("Delete", "delete", { "data-action": "delete-selected", class: "danger" }, (n) => `Delete ${n} selected task(s)? This cannot be undone.`),
+        forState("Delete", "delete", { "data-action": "delete-all", class: "danger" }, `Delete every ${taskState} task of ${queue}? This cannot be undone.`));
     }
   }
 
-  async function load() {
-    const stats = await api("GET", `/api/jobs/queue/${q(queue)}`);
+  let rows = [];
+  let total = 0;
+  let cursor = null; // a search: where its further matches are
+  let searched = false; // a search's matches stay until it is run again (an action, or Search)
+  let shownCount = null;
+
+  function showStats(stats) {
     badge.className = `badge ${stats.paused ? "paused" : "running"}`;
     badge.textContent = stats.paused ? "paused" : "running";
     replace(toggle, stats.paused
@@ -540,43 +707,90 @@ function queueView(root, parts, params) {
     summary.textContent = `size ${stats.size} · latency ${fmtMs(stats.latency_ms)} · processed today ${stats.processed} · failed today ${stats.failed} · error rate ${errorRate(stats)}`;
     replace(tabs, STATES.map((s) => el("a", { href: link({ state: s, page: 1 }), "data-state": s, class: s === taskState ? "current" : null, "aria-current": s === taskState ? "page" : null },
       `${s} `, el("span", { class: "count" }, String(stats[s] ?? 0)))));
+  }
 
-    let total, rows;
-    if (search) {
-      const needle = search.toLowerCase();
-      const matches = (await allTasks(queue, taskState, SEARCH_LIMIT)).filter((t) =>
-        [t.id, t.task, JSON.stringify(t.payload), t.last_error].some((v) => String(v ?? "").toLowerCase().includes(needle)));
-      total = matches.length;
-      rows = matches.slice((pageNo - 1) * size, pageNo * size);
-    } else {
-      ({ total, tasks: rows } = await fetchTasks(queue, taskState, pageNo, size));
-    }
+  function render() {
     const keep = new Set(selected());
     replace(tasks.body, rows.length ? rows.map((t) => taskRow(queue, taskState, t, keep)) :
       el("tr", {}, el("td", { colspan: 8, class: "empty" }, search ? `No ${taskState} task matches “${search}”.` : `No ${taskState} tasks.`)));
+    if (search) {
+      replace(pager, el("span", { id: "search-status" }, `${rows.length} task(s) matching${cursor ? "; there may be more" : ""}`),
+        cursor ? el("button", { type: "button", class: "secondary", "data-more": "", onclick: () => more() }, "Show more") : null);
+      return;
+    }
     const pages = Math.max(1, Math.ceil(total / size));
     replace(pager,
       pageNo > 1 ? el("a", { href: link({ page: pageNo - 1 }), rel: "prev" }, "‹ Prev") : el("span", { class: "muted" }, "‹ Prev"),
-      el("span", {}, `Page ${pageNo} of ${pages} · ${total} task(s)${search ? " matching" : ""}`),
+      el("span", {}, `Page ${pageNo} of ${pages} · ${total} task(s)`),
       pageNo < pages ? el("a", { href: link({ page: pageNo + 1 }), rel: "next" }, "Next ›") : el("span", { class: "muted" }, "Next ›"),
       el("label", {}, "Per page ", el("select", { "aria-label": "Per page", onchange: (e) => go(link({ size: e.target.value, page: 1 })) },
         [20, 50, 100].map((n) => el("option", { value: n, selected: n === size }, n)))));
   }
-  return { load, setError };
+
+  const progress = (looked) => replace(pager, el("span", { id: "search-status" }, `Searching… ${looked} task(s) looked at`));
+
+  async function loadList() {
+    if (search) {
+      if (searched) return;
+      const found = await searchTasks({ q: search, queue, state: taskState }, size, null, progress);
+      [rows, cursor, searched] = [found.tasks, found.cursor, true];
+    } else {
+      ({ total, tasks: rows } = await fetchTasks(queue, taskState, pageNo, size));
+    }
+    render();
+  }
+
+  async function more() {
+    try {
+      const found = await searchTasks({ q: search, queue, state: taskState }, size, cursor, progress);
+      rows = [...rows, ...found.tasks.filter((t) => !rows.some((r) => r.id === t.id))];
+      cursor = found.cursor;
+      render();
+    } catch (error) {
+      if (error.status !== 401) setError(error);
+    }
+  }
+
+  async function load() {
+    const stats = await api("GET", `/api/jobs/queue/${q(queue)}`);
+    showStats(stats);
+    shownCount = stats[taskState];
+    await loadList();
+  }
+
+  const view = { load, setError };
+  const reloadList = throttle(() => {
+    if (state.view === view) loadList().catch((error) => error.status !== 401 && setError(error));
+  }, 1000);
+  // The live stream: the figures follow at once; the list reloads (at most once a second) when its state's count moves.
+  view.onStats = (all) => {
+    const stats = listOf(all, "queues").find((s) => s.queue === queue);
+    if (!stats) return;
+    showStats(stats);
+    if (!search && shownCount !== null && stats[taskState] !== shownCount) reloadList();
+    shownCount = stats[taskState];
+  };
+  view.invalidate = () => (searched = false);
+  return view;
+}
+
+// The buttons of one task: run now, archive, delete (as its state allows), each confirmed first.
+function taskButtons(queue, t) {
+  return [
+    RUNNABLE.includes(t.state) ? adminButton("Run", { "data-action": "run" }, async () => {
+      if (await confirmAction(`Run task ${t.id} now?`)) act("Run", async () => (await actions.run(queue, t.id), `Task ${t.id} will run now`));
+    }) : null,
+    ARCHIVABLE.includes(t.state) ? adminButton("Archive", { "data-action": "archive", class: "secondary" }, async () => {
+      if (await confirmAction(`Archive task ${t.id}? It can run again later.`)) act("Archive", async () => bulkText(await actions.bulk(queue, "archive", { ids: [t.id] }), "archive"));
+    }) : null,
+    t.state !== "active" ? adminButton("Delete", { "data-action": "delete", class: "danger" }, async () => {
+      if (await confirmAction(`Delete task ${t.id}? This cannot be undone.`)) act("Delete", async () => (await actions.remove(queue, t.id), `Task ${t.id} deleted`));
+    }) : null,
+  ];
 }
 
 function taskRow(queue, taskState, t, keep) {
   const when = { pending: t.enqueued_at, active: t.enqueued_at, scheduled: t.next_process_at, retry: t.next_process_at, archived: t.last_failed_at, completed: t.completed_at }[taskState];
-  const runButton = RUNNABLE.includes(taskState)
-    ? adminButton("Run", { "data-action": "run" }, async () => {
-        if (await confirmAction(`Run task ${t.id} now?`)) act("Run", async () => (await actions.run(queue, t.id), `Task ${t.id} will run now`));
-      })
-    : null;
-  const deleteButton = taskState !== "active"
-    ? adminButton("Delete", { "data-action": "delete", class: "danger" }, async () => {
-        if (await confirmAction(`Delete task ${t.id}? This cannot be undone.`)) act("Delete", async () => (await actions.remove(queue, t.id), `Task ${t.id} deleted`));
-      })
-    : null;
   return el("tr", { "data-task": t.id },
     isAdmin() ? el("td", {}, el("input", { type: "checkbox", "data-select": t.id, "aria-label": `Select ${t.id}`, checked: keep.has(t.id) })) : null,
     el("td", { class: "mono" }, el("a", { href: `#/task/${q(queue)}/${q(t.id)}` }, short(t.id, 12))),
@@ -585,7 +799,130 @@ function taskRow(queue, taskState, t, keep) {
     el("td", { class: "num" }, `${t.retried}/${t.max_retries}`),
     el("td", { class: "error-text" }, short(t.last_error || "", 120)),
     el("td", {}, fmtTime(when)),
-    isAdmin() ? el("td", { class: "actions" }, runButton, deleteButton) : null);
+    isAdmin() ? el("td", { class: "actions" }, taskButtons(queue, { ...t, state: t.state || taskState })) : null);
+}
+
+// -- search every task ----------------------------------------------------------------------------------------------
+function searchView(root, parts, params) {
+  const criteria = { q: params.get("q") || "", queue: params.get("queue") || "", state: params.get("state") || "", task: params.get("task") || "" };
+  const setError = page(root, "Search every task");
+  const text = el("input", { type: "search", id: "search-text", value: criteria.q, placeholder: "id prefix, task type, payload or error text", "aria-label": "Search every task" });
+  const queueSelect = el("select", { id: "search-queue", "aria-label": "Queue" }, el("option", { value: "" }, "every queue"));
+  const stateSelect = el("select", { id: "search-state", "aria-label": "State" }, el("option", { value: "" }, "every state"),
+    STATES.map((s) => el("option", { value: s, selected: s === criteria.state }, s)));
+  const taskSelect = el("select", { id: "search-task", "aria-label": "Task type" }, el("option", { value: "" }, "any task type"));
+  const form = el("form", { class: "search", role: "search", id: "search-form", onsubmit: (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams({ q: text.value.trim(), queue: queueSelect.value, state: stateSelect.value, task: taskSelect.value });
+    for (const [key, value] of [...next]) if (!value) next.delete(key);
+    go(`#/search?${next}`);
+  } }, text, queueSelect, stateSelect, taskSelect, el("button", { type: "submit" }, "Search"));
+  const status = el("p", { class: "summary", id: "search-status", role: "status" });
+  const bulk = el("div", { class: "bulk" });
+  const results = table([isAdmin() ? el("input", { type: "checkbox", "aria-label": "Select all", id: "select-all" }) : null,
+    "Queue", "State", "ID", "Task", "Payload", "Last error", isAdmin() ? "Actions" : null].filter(Boolean));
+  results.node.id = "results";
+  const moreButton = el("button", { type: "button", class: "secondary", hidden: true, "data-more": "" }, "Show more");
+  append(root, form, status, bulk, results.node, moreButton);
+  const selectAll = results.node.querySelector("#select-all");
+  if (selectAll) selectAll.addEventListener("change", () => {
+    for (const box of results.body.querySelectorAll("input[data-select]")) box.checked = selectAll.checked;
+  });
+
+  let rows = [];
+  let cursor = null;
+  let looked = 0;
+  let searched = false;
+  const wanted = Boolean(criteria.q || criteria.task || criteria.queue || criteria.state);
+  const chosen = () => {
+    const ids = new Set([...results.body.querySelectorAll("input[data-select]:checked")].map((box) => box.dataset.select));
+    return rows.filter((t) => ids.has(t.id));
+  };
+  if (isAdmin()) {
+    for (const [label, action, attrs, question] of [
+      ["Run selected", "run", { "data-action": "run-selected" }, (n) => `Run ${n} selected task(s) now?`],
+      ["Archive selected", "archive", { "data-action": "archive-selected", class: "secondary" }, (n) => `Archive ${n} selected task(s)?`],
+      ["Delete selected", "delete", { "data-action": "delete-selected", class: "danger" }, (n) => `Delete ${n} selected task(s)? This cannot be undone.`],
+    ]) {
+      append(bulk, el("button", { type: "button", ...attrs, onclick: async () => {
+        const tasks = chosen();
+        if (tasks.length && (await confirmAction(question(tasks.length)))) act(label, async () => bulkText(await bulkIds(action, tasks), action));
+      } }, label));
+    }
+  }
+
+  function render() {
+    const keep = new Set([...results.body.querySelectorAll("input[data-select]:checked")].map((box) => box.dataset.select));
+    replace(results.body, rows.length ? rows.map((t) => el("tr", { "data-task": t.id, "data-queue": t.queue },
+      isAdmin() ? el("td", {}, el("input", { type: "checkbox", "data-select": t.id, "aria-label": `Select ${t.id}`, checked: keep.has(t.id) })) : null,
+      el("td", {}, el("a", { href: `#/queue/${q(t.queue)}?state=${q(t.state)}` }, t.queue)),
+      el("td", { "data-col": "state" }, el("span", { class: `badge ${t.state}` }, t.state)),
+      el("td", { class: "mono" }, el("a", { href: `#/task/${q(t.queue)}/${q(t.id)}` }, short(t.id, 12))),
+      el("td", {}, t.task),
+      el("td", { class: "mono payload" }, short(JSON.stringify(t.payload), 80)),
+      el("td", { class: "error-text" }, short(t.last_error || "", 120)),
+      isAdmin() ? el("td", { class: "actions" }, taskButtons(t.queue, t)) : null))
+      : el("tr", {}, el("td", { colspan: 8, class: "empty" }, wanted ? "No task matches." : "Type what you remember of a task: a word of its payload or error, its type, the start of its id.")));
+    status.textContent = wanted ? `${rows.length} task(s) found · ${looked} looked at${cursor ? " · there may be more" : " · every task looked at"}` : "";
+    moreButton.hidden = !cursor;
+  }
+
+  async function run(from) {
+    const params = { q: criteria.q, queue: criteria.queue, state: criteria.state, task: criteria.task };
+    const found = await searchTasks(params, 50, from, (n) => (status.textContent = `Searching… ${looked + n} task(s) looked at`));
+    rows = from ? [...rows, ...found.tasks.filter((t) => !rows.some((r) => r.id === t.id))] : found.tasks;
+    looked = (from ? looked : 0) + found.looked;
+    cursor = found.cursor;
+    render();
+  }
+  moreButton.addEventListener("click", () => run(cursor).catch((error) => error.status !== 401 && setError(error)));
+
+  async function load() {
+    if (queueSelect.options.length === 1) {
+      const [stats, types] = await Promise.all([api("GET", "/api/jobs/stats"), api("GET", "/api/system/task-types")]);
+      append(queueSelect, listOf(stats, "queues").map((s) => el("option", { value: s.queue, selected: s.queue === criteria.queue }, s.queue)));
+      append(taskSelect, listOf(types, "task_types").map((t) => el("option", { value: t.task, selected: t.task === criteria.task }, t.task)));
+    }
+    if (!wanted) return render();
+    if (!searched) {
+      searched = true;
+      await run(null);
+    }
+  }
+  const view = { load, setError, invalidate: () => (searched = false) };
+  return view;
+}
+
+// -- task types -----------------------------------------------------------------------------------------------------
+function fmtSeconds(seconds) {
+  return seconds === null || seconds === undefined ? "—" : fmtMs(Math.round(seconds * 1000));
+}
+
+function typesView(root) {
+  const setError = page(root, "Task types");
+  const list = table(["Task", "Queue", "Retries", "Timeout", "Limits", "Sensitive", "API", "Served by"]);
+  list.node.id = "task-types";
+  append(root, el("p", { class: "summary" }, "Every task of jobs.yaml and the live workers that run it (they consume its queue and declared it)."), list.node);
+  async function load() {
+    const types = listOf(await api("GET", "/api/system/task-types"), "task_types");
+    replace(list.body, types.length ? types.map((t) => {
+      const limits = [t.unique_seconds != null ? `unique ${fmtSeconds(t.unique_seconds)}${t.unique_key ? ` by ${t.unique_key}` : ""}` : null,
+        t.rate_limit ? `rate ${t.rate_limit}` : null, t.concurrency != null ? `concurrency ${t.concurrency}` : null].filter(Boolean);
+      const workers = listOf(t.workers);
+      return el("tr", { "data-task": t.task, "data-served": String(t.served) },
+        el("th", { scope: "row", class: "mono" }, t.task),
+        el("td", {}, el("a", { href: `#/queue/${q(t.queue)}` }, t.queue)),
+        el("td", { class: "num" }, t.max_retries),
+        el("td", {}, fmtSeconds(t.timeout_seconds)),
+        el("td", { "data-col": "limits" }, limits.join(", ") || "none"),
+        el("td", { "data-col": "sensitive", class: "mono" }, listOf(t.sensitive).join(", ") || "—"),
+        el("td", {}, t.api ? "yes" : "no"),
+        el("td", { "data-col": "workers" }, workers.length
+          ? el("ul", { class: "step-tasks" }, workers.map((w) => el("li", { "data-worker": w.id }, `${w.host || "?"}:${w.pid ?? "?"}`)))
+          : el("span", { class: "badge unserved" }, "no live worker")));
+    }) : el("tr", {}, el("td", { colspan: 8, class: "empty" }, "No tasks declared.")));
+  }
+  return { load, setError };
 }
 
 // -- task detail ----------------------------------------------------------------------------------------------------
@@ -612,6 +949,9 @@ function taskView(root, parts) {
       RUNNABLE.includes(t.state) ? adminButton("Run now", { "data-action": "run" }, async () => {
         if (await confirmAction(`Run task ${t.id} now?`)) act("Run", async () => (await actions.run(queue, t.id), `Task ${t.id} will run now`));
       }) : null,
+      ARCHIVABLE.includes(t.state) ? adminButton("Archive", { "data-action": "archive", class: "secondary" }, async () => {
+        if (await confirmAction(`Archive task ${t.id}? It can run again later.`)) act("Archive", async () => bulkText(await actions.bulk(queue, "archive", { ids: [t.id] }), "archive"));
+      }) : null,
       t.state !== "active" ? adminButton("Delete", { "data-action": "delete", class: "danger" }, async () => {
         if (!(await confirmAction(`Delete task ${t.id}? This cannot be undone.`))) return;
         try {
@@ -624,7 +964,13 @@ function taskView(root, parts) {
       }) : null);
     await loadLimits(limits, t.task);
   }
-  return { load, setError };
+  const view = { load, setError };
+  // The live stream: the task is read again (at most once a second) when a count of its queue moves.
+  const reload = throttle(() => state.view === view && refresh(), 1000);
+  view.onChanges = (data) => {
+    if (listOf(data, "queues").some((change) => change.queue === queue)) reload();
+  };
+  return view;
 }
 
 // The unique / rate_limit / concurrency settings of a task type and their current use.
@@ -830,10 +1176,11 @@ function start() {
     history.replaceState(null, "", `${location.pathname}#/overview`); // keep the token out of the address bar
   }
   const interval = document.getElementById("refresh");
-  interval.value = localStorage.getItem(REFRESH_KEY) || "5";
+  interval.value = localStorage.getItem(REFRESH_KEY) || "live";
+  if (!interval.value) interval.value = "live";
   interval.addEventListener("change", () => {
     localStorage.setItem(REFRESH_KEY, interval.value);
-    schedulePolling();
+    scheduleUpdates();
   });
   document.getElementById("logout").addEventListener("click", () => logout());
   document.getElementById("login-form").addEventListener("submit", (event) => {

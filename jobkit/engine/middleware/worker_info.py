@@ -1,5 +1,5 @@
-"""Each worker process records what a heartbeat cannot say: host, pid, thread count, start time, queues, the task
-types it serves."""
+"""Each worker process records what a heartbeat cannot say: host, pid, thread count, start time, queues, and the
+task types it serves."""
 
 from __future__ import annotations
 
@@ -30,14 +30,17 @@ class WorkerInfo(Middleware):
         self.broker = broker
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        queues = sorted(worker.consumer_whitelist or self.broker.get_declared_queues())
         facts = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "threads": worker.worker_threads,
             "started_at": _iso(time.time() * 1000),
-            "queues": sorted(worker.consumer_whitelist or self.broker.get_declared_queues()),
-            # The task types it runs: a worker given a task it does not know leaves it to one that does.
-            "tasks": sorted(self.broker.actors),
+            "queues": queues,
+            # The declared actors whose queue this worker consumes: the task types it runs.
+            "tasks": sorted(
+                name for name in self.broker.get_declared_actors() if self.broker.get_actor(name).queue_name in queues
+            ),
         }
         self.broker.client.hset(self.broker.keys.workers, self.broker.broker_id, json.dumps(facts))
         self._prune()

@@ -281,6 +281,44 @@ elseif command == "run_all" then
     redis.call("del", zset)
     return #rids
 
+elseif command == "delete_state" then
+    -- args: "scheduled" | "retry" | "completed", batch. Deletes up to `batch` tasks of that state (the caller calls
+    -- again until 0), so Redis is never held long by a large set. Returns how many.
+    local state, batch = ARGV[A], tonumber(ARGV[A + 1])
+    if state == "completed" then
+        local ids = redis.call("zrange", Q.done, 0, batch - 1)
+        if #ids > 0 then
+            redis.call("hdel", Q.done_messages, unpack(ids))
+            redis.call("zrem", Q.done, unpack(ids))
+        end
+        return #ids
+    end
+    local zset = state == "retry" and Q.retry or Q.scheduled
+    local rids = redis.call("zrange", zset, 0, batch - 1)
+    drop_pending(rids) -- scheduled and retry rids live in the same message store as pending ones
+    if #rids > 0 then
+        redis.call("zrem", zset, unpack(rids))
+    end
+    return #rids
+
+elseif command == "archive_state" then
+    -- args: "scheduled" | "retry", batch. Archives up to `batch` tasks of that state like "archive"; returns how many.
+    local zset = ARGV[A] == "retry" and Q.retry or Q.scheduled
+    local rids = redis.call("zrange", zset, 0, tonumber(ARGV[A + 1]) - 1)
+    for i = 1, #rids do
+        local data = redis.call("hget", Q.messages, rids[i])
+        if data then
+            release_unique(unique_lock_of(data), message_id_of(data))
+            redis.call("zadd", Q.dead, now, rids[i])
+            redis.call("hset", Q.dead_messages, rids[i], data)
+            redis.call("hdel", Q.messages, rids[i])
+        end
+    end
+    if #rids > 0 then
+        redis.call("zrem", zset, unpack(rids))
+    end
+    return #rids
+
 elseif command == "delete_all_archived" then
     local rids = redis.call("zrange", Q.dead, 0, -1)
     forget_ids(queue, rids, Q.dead_messages)

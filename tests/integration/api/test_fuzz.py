@@ -25,6 +25,8 @@ def test_api_fuzz_finds_no_5xx_and_no_undocumented_answer(app: Litestar, client:
         assert isinstance(result, Ok)
         operation = result.ok()
         operations += 1
+        if operation.path == "/api/jobs/events":
+            continue  # an endless stream (the test client reads a body whole): tests/integration/api/test_events.py
 
         @given(case=operation.as_strategy())
         @settings(
@@ -37,4 +39,4 @@ def test_api_fuzz_finds_no_5xx_and_no_undocumented_answer(app: Litestar, client:
             case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
 
         check()
-    assert operations >= 19
+    assert operations >= 23

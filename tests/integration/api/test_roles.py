@@ -26,6 +26,7 @@ Http = TestClient[Litestar]
 EMAIL = {"to": "a@b.co", "subject": "s", "body": "b"}
 EXPORT = {"export_type": "csv", "export": "posts_by_user"}
 SCHEDULE = {"task": "test:greet", "payload": {"name": "a"}, "every": "1h"}
+BULK = {"action": "delete", "ids": ["nope"]}
 ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/api/jobs/stats"): ("viewer", "/api/jobs/stats", None),
     ("GET", "/api/jobs/queue/{queue:str}"): ("viewer", "/api/jobs/queue/default", None),
@@ -35,6 +36,9 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/api/jobs/limits/{task:str}"): ("viewer", "/api/jobs/limits/test:greet", None),
     ("GET", "/api/system/workers"): ("viewer", "/api/system/workers", None),
     ("GET", "/api/system/redis"): ("viewer", "/api/system/redis", None),
+    ("GET", "/api/system/task-types"): ("viewer", "/api/system/task-types", None),
+    ("GET", "/api/jobs/search"): ("viewer", "/api/jobs/search?q=own", None),
+    ("GET", "/api/jobs/events"): ("viewer", "/api/jobs/events?limit=1", None),
     ("GET", "/api/jobs/task/{queue:str}/{task_id:str}"): ("owner", "/api/jobs/task/default/{own}", None),
     ("GET", "/api/jobs/workflows/{workflow_id:str}"): ("owner", "/api/jobs/workflows/nope", None),
     ("POST", "/api/jobs/trigger/email"): ("user", "/api/jobs/trigger/email", EMAIL),
@@ -47,6 +51,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("POST", "/api/jobs/queue/{queue:str}/archive-pending"): ("admin", "/api/jobs/queue/low/archive-pending", None),
     ("DELETE", "/api/jobs/task/{queue:str}/{task_id:str}"): ("admin", "/api/jobs/task/default/nope", None),
     ("POST", "/api/jobs/retry"): ("admin", "/api/jobs/retry", {"queue": "default", "task_id": "nope"}),
+    ("POST", "/api/jobs/queue/{queue:str}/tasks/bulk"): ("admin", "/api/jobs/queue/low/tasks/bulk", BULK),
     ("POST", "/api/jobs/schedules"): ("admin", "/api/jobs/schedules", SCHEDULE),
     ("DELETE", "/api/jobs/schedules/{entry_id:str}"): ("admin", "/api/jobs/schedules/nope", None),
     ("POST", "/api/jobs/task/{queue:str}/{task_id:str}/cancel"): ("admin", "/api/jobs/task/default/n/cancel", None),

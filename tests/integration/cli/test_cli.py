@@ -62,6 +62,28 @@ def test_pause_resume_tasks_task_retry_delete(
     assert queues.stats("default").size == 0
 
 
+def test_search_finds_tasks_across_queues_and_states(
+    cli_env: None, client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    later = client.dispatch("test:greet", name="Bartholomew", delay=3600)
+    now = client.dispatch("test:greet", name="bartholomew junior")
+    client.dispatch("test:greet", name="someone else")
+
+    code, out, _ = run(capsys, "search", "BARTHOLOMEW", "--json")
+    assert code == 0 and {t["id"]: t["state"] for t in json.loads(out)["tasks"]} == {
+        later.id: "scheduled", now.id: "pending"
+    }  # fmt: skip
+    code, out, _ = run(capsys, "search", "bartholomew", "--state", "scheduled", "--queue", "default,low", "--json")
+    assert code == 0 and [t["id"] for t in json.loads(out)["tasks"]] == [later.id]
+    code, out, _ = run(capsys, "search", "bartholomew", "--limit", "1", "--json")
+    assert code == 0 and len(json.loads(out)["tasks"]) == 1
+
+    code, table, _ = run(capsys, "search", "bartholomew")
+    assert code == 0 and "2 task(s) matching 'bartholomew'" in table and later.id in table and "scheduled" in table
+    code, _, err = run(capsys, "search", "x", "--state", "archive")
+    assert code == 1 and "did you mean 'archived'" in err
+
+
 def test_user_errors_exit_1_with_the_message_on_stderr(cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "pause", "lwo")
     assert (code, out) == (1, "")

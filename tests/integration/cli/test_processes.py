@@ -8,13 +8,17 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
+from jobkit.services.auth import mint_token
 from tests.support import JOBKIT, ROOT, attempts, start, wait_for
+from tests.support.tokens import SECRET
 
 pytestmark = pytest.mark.slow
 
@@ -230,3 +234,29 @@ def test_jobkit_up_runs_redis_and_workers_and_a_dispatched_task_runs(
     }
     folders = [var, var / "redis", var / "mail", var / "exports"]
     assert {str(p): oct(p.stat().st_mode & 0o777) for p in folders} == {str(p): "0o700" for p in folders}
+
+
+def test_sigterm_ends_open_event_streams_and_the_api_exits_at_once(
+    env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    # Given `jobkit api` with a dashboard's event stream open
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env.update(JOBKIT_SECRET=SECRET, JOBKIT_API_PORT=str(port), JOBKIT_JOBS=str(ROOT / "jobs.yaml"))
+    api = start(processes, [JOBKIT, "api"], env, ROOT, tmp_path / "api.log")
+    wait_for(lambda: _get(f"http://127.0.0.1:{port}/health"), timeout=30, what="the API")
+    headers = {"Authorization": f"Bearer {mint_token(SECRET, 'ops', 'viewer')}"}
+    lines: list[str] = []
+    stopped_at = 0.0
+    with httpx.stream("GET", f"http://127.0.0.1:{port}/api/jobs/events", headers=headers, timeout=10) as stream:
+        for line in stream.iter_lines():
+            lines.append(line)
+            if line == "event: stats" and not stopped_at:  # When the server is told to stop
+                api.send_signal(signal.SIGTERM)
+                stopped_at = time.monotonic()
+
+    # Then the stream ends with an `end` event, and the process exits cleanly at once
+    assert "event: end" in lines
+    assert api.wait(10) in (0, -signal.SIGTERM)
+    assert time.monotonic() - stopped_at < 3

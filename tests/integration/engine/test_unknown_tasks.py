@@ -17,9 +17,12 @@ queues: {default: {weight: 1}}
 tasks:
   t:old: {handler: "tests.handlers.lifecycle:rows"}
 """
-NEW_JOBS = OLD_JOBS + """
+NEW_JOBS = (
+    OLD_JOBS
+    + """
   t:new: {handler: "tests.handlers.lifecycle:rows"}
 """
+)
 
 
 @pytest.fixture

@@ -6,6 +6,11 @@ from typing import Any
 
 Route = tuple[str, str, Any]
 
+#: The fields of the API's task object (SPEC §5).
+TASK_FIELDS = {
+    "id", "queue", "task", "state", "payload", "retried", "max_retries", "last_error", "last_failed_at",
+    "next_process_at", "completed_at", "enqueued_at", "triggered_by", "result", "canceled_by", "progress",
+}  # fmt: skip
 READ_ROUTES: list[Route] = [
     ("GET", "/api/jobs/stats", None),
     ("GET", "/api/jobs/queue/default", None),

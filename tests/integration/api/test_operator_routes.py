@@ -17,13 +17,10 @@ from jobkit.services.client import Client
 from jobkit.services.queues import Queues
 from tests.support import wait_for
 from tests.support.filling import fill_tasks
+from tests.support.routes import TASK_FIELDS
 from tests.support.tokens import SECRET, bearer
 
 Http = TestClient[Litestar]
-TASK_FIELDS = {
-    "id", "queue", "task", "state", "payload", "retried", "max_retries", "last_error", "last_failed_at",
-    "next_process_at", "completed_at", "enqueued_at", "triggered_by",
-}  # fmt: skip
 
 
 def is_error(response: Any, status: int, *words: str) -> None:

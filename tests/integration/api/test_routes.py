@@ -13,17 +13,13 @@ from litestar.testing import TestClient
 
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
-from tests.support.routes import ADMIN_ROUTES, READ_ROUTES, USER_ROUTES
+from tests.support.routes import ADMIN_ROUTES, READ_ROUTES, TASK_FIELDS, USER_ROUTES
 from tests.support.tokens import SECRET, bearer
 
 Http = TestClient[Litestar]
 STATS_FIELDS = {
     "queue", "pending", "active", "scheduled", "retry", "archived", "completed", "paused", "size", "latency_ms",
     "processed", "failed", "processed_total", "failed_total",
-}  # fmt: skip
-TASK_FIELDS = {
-    "id", "queue", "task", "state", "payload", "retried", "max_retries", "last_error", "last_failed_at",
-    "next_process_at", "completed_at", "enqueued_at", "triggered_by", "result", "canceled_by", "progress",
 }  # fmt: skip
 
 

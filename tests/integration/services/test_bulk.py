@@ -65,7 +65,10 @@ def test_archive_refuses_a_running_task(app_client: Client, queues: Queues, name
     worker.start()
     try:
         wait_for(lambda: queues.task("default", ref.id).state == "active", what="the slow task to start")
-        with pytest.raises(TaskStateError, match="is active; a running task cannot be archived"):
+        with pytest.raises(
+            TaskStateError,
+            match="is active; only pending, scheduled or retry tasks can be archived \\(cancel a running one\\)",
+        ):
             queues.archive("default", ref.id)
     finally:
         worker.stop(timeout=10_000)

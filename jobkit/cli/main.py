@@ -21,6 +21,7 @@ from jobkit.bootstrap import open_client
 from jobkit.builtin.exports import ensure_demo_database
 from jobkit.cli.ops import add_commands
 from jobkit.config.jobs_file import load_project
+from jobkit.config.logs import configure_logging
 from jobkit.config.model import Project, ScheduleFile
 from jobkit.config.schedules_file import load_schedules
 from jobkit.config.settings import Settings
@@ -35,6 +36,8 @@ from jobkit.store.embedded import EmbeddedRedis
 from jobkit.store.files import private_directory
 
 __all__ = ["main"]
+
+log = logging.getLogger("jobkit.scheduler")
 
 
 def _settings() -> Settings:
@@ -206,24 +209,22 @@ def _scheduler_argv() -> list[str]:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         grace = parse_duration(args.grace)
     except DurationError as exc:
         raise UsageError(f"--grace: {exc}") from None
     settings = _settings()
+    configure_logging(settings.log_format)
     project = _project(settings)
     schedules = _schedule_file(settings, project)
     entries = [*(schedules.schedules.values() if schedules else []), *periodiq_schedules(args.periodiq, project)]
     scheduler = Scheduler(open_client(settings, project), grace=grace)
     check_eviction_policy(scheduler.client.redis, "scheduler")
     done = scheduler.store.reconcile(entries)
-    print(
-        f"jobkit scheduler: {len(entries)} entries from files and code "
-        f"({len(done.added)} added, {len(done.changed)} changed, {len(done.removed)} removed, "
-        f"{len(done.unchanged)} unchanged); grace {args.grace}",
-        flush=True,
-    )
+    log.info(
+        "%d entries from files and code (%d added, %d changed, %d removed, %d unchanged); grace %s",
+        len(entries), len(done.added), len(done.changed), len(done.removed), len(done.unchanged), args.grace,
+    )  # fmt: skip
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -232,7 +233,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     scheduler.run(stop)
-    print(f"jobkit scheduler: stopped ({scheduler.enqueued} enqueued)", flush=True)
+    log.info("stopped (%d enqueued)", scheduler.enqueued)
     return 0
 
 

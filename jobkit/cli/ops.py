@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
 from jobkit.bootstrap import open_client
+from jobkit.config.logs import configure_logging
 from jobkit.config.settings import Settings
 from jobkit.durations import parse_duration
 from jobkit.errors import DurationError, UsageError
@@ -136,10 +138,11 @@ def cmd_api(args: argparse.Namespace) -> int:
     from jobkit.api import create_app  # Litestar is loaded only by the command that serves it
 
     settings = Settings.from_env()
+    configure_logging(settings.log_format)  # uvicorn's own lines too: it is told not to set up logging itself
     host, port = args.host or settings.api_host, args.port or settings.api_port
     app = create_app(settings)
-    print(f"jobkit api: http://{host}:{port} (OpenAPI at /schema)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    logging.getLogger("jobkit.api").info("http://%s:%d (OpenAPI at /schema)", host, port)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)
     return 0
 
 

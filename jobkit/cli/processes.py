@@ -2,8 +2,8 @@
 
 ``jobkit worker`` runs ``worker.processes`` children, each Dramatiq's CLI with one worker process
 (``dramatiq jobkit.actors --processes 1 --threads T``), and replaces one that dies while the others keep working.
-``jobkit up`` adds the embedded Redis (when no Redis is configured), one scheduler and the API, and restarts any of
-them that dies.
+``jobkit up`` adds the embedded Redis (when no Redis is configured), one scheduler and the API, restarts any of them
+that dies, and with ``--reload`` restarts what a changed file concerns once ``jobkit check`` passes.
 """
 
 from __future__ import annotations
@@ -153,6 +153,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         supervisor.add(Part("API", "api", lambda: spawn(_api_argv(), env)))
         log.info("API on http://%s:%d (OpenAPI at /schema)", settings.api_host, settings.api_port)
         log.info("dashboard %s", dashboard)
+        if args.reload:
+            from jobkit.cli.reload import Reloader
+
+            Reloader(settings, env, supervisor).start()
+            log.info("--reload: watching jobs.yaml, schedules.yaml and the handler modules")
     except BaseException:
         supervisor.signals = max(supervisor.signals, 1)  # stop what was started, then report the error
         supervisor.run()
@@ -163,6 +168,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 def add_process_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up = sub.add_parser(
         "up", help="everything in one, supervised: embedded Redis (unless REDIS_URL), workers, scheduler, API"
+    )
+    up.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart workers (and the scheduler, the API) when jobs.yaml, schedules.yaml or a handler changes "
+        "and `jobkit check` passes",
     )
     up.set_defaults(func=cmd_up)
     worker = sub.add_parser(

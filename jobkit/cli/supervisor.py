@@ -75,7 +75,20 @@ def dramatiq_exit_cause(returncode: int) -> str:
     return f"{exit_cause(returncode)}: {meaning}" if meaning else exit_cause(returncode)
 
 
+#: How a group reads in a sentence, in the order parts start.
+_GROUP_NAMES = {"redis": "Redis", "workers": "the workers", "scheduler": "the scheduler", "api": "the API"}
+
+
+def _names(groups: Collection[str]) -> str:
+    """``the workers, the scheduler and the API``."""
+    names = [name for group, name in _GROUP_NAMES.items() if group in groups]
+    names += sorted(group for group in groups if group not in _GROUP_NAMES)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
 
 
@@ -229,7 +242,11 @@ class Supervisor:
             waiting = any(part.waits_for or part.process is None for part in self.parts if part.group in groups)
             if not busy and not waiting:
                 self.reloading.remove((groups, reason))
-                log.info("reloaded: %s run the new version", ", ".join(sorted(groups)))
+                log.info(
+                    "reloaded: %s %s the new version",
+                    _names(groups),
+                    "run" if len(groups) > 1 or "workers" in groups else "runs",
+                )
 
     def _ended(self, part: Part, process: subprocess.Popen[bytes]) -> None:
         part.process = None
@@ -246,6 +263,8 @@ class Supervisor:
         )  # fmt: skip
 
     def _replace(self, groups: frozenset[str], reason: str) -> None:
+        finish = " (running tasks finish first)" if "workers" in groups else ""
+        log.info("%s: restarting %s%s", reason, _names(groups), finish)
         for part in self.parts:
             if part.group not in groups:
                 continue
@@ -263,7 +282,6 @@ class Supervisor:
                 part.waits_for.append(old)
                 part.restart_at = time.monotonic()
         self.reloading.append((groups, reason))
-        log.info("%s: restarting %s (running tasks finish first)", reason, ", ".join(sorted(groups)))
 
     # -- stopping ----------------------------------------------------------------------------------------------------
     def _signal_all(self, *, last: bool) -> None:

@@ -18,6 +18,7 @@ from jobkit.bootstrap import open_client
 from jobkit.cli.ops import add_commands
 from jobkit.cli.processes import add_process_commands
 from jobkit.cli.project import load_settings, project_of, schedule_file
+from jobkit.cli.scaffold import add_scaffold_commands
 from jobkit.config.logs import configure_logging
 from jobkit.config.model import Project
 from jobkit.durations import parse_duration
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="validate jobs.yaml and schedules.yaml; exit 0 ok, 1 config errors").set_defaults(
         func=cmd_check
     )
+    add_scaffold_commands(sub)
     add_process_commands(sub)
 
     scheduler = sub.add_parser("scheduler", help="run a scheduler (safe to run on every host: each fire happens once)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -17,7 +18,7 @@ from redis.exceptions import RedisError
 from jobkit.bootstrap import open_client
 from jobkit.cli.ops import add_commands
 from jobkit.cli.processes import add_process_commands
-from jobkit.cli.project import load_settings, project_of, schedule_file
+from jobkit.cli.project import enter_project, load_settings, project_of, schedule_file
 from jobkit.cli.scaffold import add_scaffold_commands
 from jobkit.config.logs import configure_logging
 from jobkit.config.model import Project
@@ -132,6 +133,11 @@ def cmd_schedules(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobkit", description="Background jobs declared in YAML, run by Dramatiq.")
+    parser.add_argument(
+        "--project",
+        metavar="DIR",
+        help="the project folder (JOBKIT_PROJECT; default: the nearest folder upwards with a jobs.yaml)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("check", help="validate jobs.yaml and schedules.yaml; exit 0 ok, 1 config errors").set_defaults(
@@ -160,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_gone() -> None:
+    """The reader of stdout left (``jobkit stats --json | head``): send what is still buffered nowhere, so the
+    interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout that is not a file (a test's capture)
+        pass
+
+
 def _redis_address() -> str:
     try:
         return load_settings().effective_redis_url().split("@")[-1]
@@ -170,13 +186,20 @@ def _redis_address() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        if args.command != "init" or args.project:  # `init` starts a project where it is run
+            enter_project(args.project)
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, where a reader that left is caught, not at exit
+        return code
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
     except JobkitError as exc:
         print(f"jobkit: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        _stdout_gone()
+        return 0  # the reader had what it wanted; that is not an error
     except (OSError, RedisError) as exc:
         # Redis down, socket missing: say so, never a traceback.
         print(

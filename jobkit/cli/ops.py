@@ -31,8 +31,18 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=False))
 
 
-def cmd_stats(args: argparse.Namespace) -> int:
+def _print_table(table: Any) -> None:
     from rich.console import Console
+
+    # A pipe or a log has no width to fit: keep every column whole there instead of Rich's 80-column default.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    try:
+        console.print(table)
+    except SystemExit:  # Rich's answer to a reader that left (`jobkit stats | head`); it has silenced stdout
+        raise BrokenPipeError from None
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     stats = _queues().all_stats()
@@ -52,8 +62,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             s.queue, state, str(s.pending), str(s.active), str(s.scheduled), retry, archived, str(s.completed),
             latency, f"{s.processed - s.failed}/{s.failed}",
         )  # fmt: skip
-    # A pipe or a log has no width to fit: keep every column whole there instead of Rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    _print_table(table)
     return 0
 
 
@@ -70,7 +79,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     total, infos = _queues().tasks(args.queue, args.state, args.page, args.size)
@@ -83,8 +91,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     for info in infos:
         retried = f"{info.retried}/{info.max_retries}"
         table.add_row(info.id, info.task, retried, info.next_process_at or "-", info.last_error or "")
-    # A pipe or a log has no width to fit: keep every column whole there instead of Rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    _print_table(table)
     return 0
 
 
@@ -123,7 +130,10 @@ def cmd_token(args: argparse.Namespace) -> int:
         raise UsageError(f"--ttl: {exc}") from None
     secret = load_secret(settings)
     if secret is None:
-        raise UsageError("no secret to sign with: set JOBKIT_SECRET, or run `jobkit up` once (it creates one)")
+        raise UsageError(
+            f"no secret to sign with in {settings.data_dir.resolve()}: set JOBKIT_SECRET, run `jobkit up` once (it "
+            "creates one), or run this in the project's folder (or name it: --project DIR)"
+        )
     token = mint_token(secret, args.sub, args.role, ttl, settings.token_max_ttl)
     print(token)
     print(

@@ -72,3 +72,16 @@ def test_take_all_returns_a_paused_queues_messages_and_settles_the_count() -> No
     assert queue.get(timeout=0).message.queue_name == "default"
     queue.task_done()
     queue.join()  # returns: nothing unfinished
+
+
+def test_strict_wakes_a_waiting_thread_when_the_heavier_queue_comes_back_empty() -> None:
+    import threading
+
+    queue = WorkQueue(WEIGHTS, strict=True)
+    fill(queue, "default", 1)
+    taken: list[str] = []
+    waiter = threading.Thread(target=lambda: taken.append(queue.get(timeout=10).message.queue_name))
+    waiter.start()
+    queue.note_fetch("critical", found=False)
+    waiter.join(timeout=5)
+    assert taken == ["default"]

@@ -183,8 +183,22 @@ def _redis_address() -> str:
         return "REDIS_URL"
 
 
+def _split_dramatiq_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``jobkit [--project DIR] worker FLAGS…``: everything after ``worker`` goes to Dramatiq untouched (argparse
+    would take ``--processes 2`` for one of its own options and refuse it)."""
+    at = 0
+    while at < len(argv) and argv[at].startswith("-"):
+        at += 2 if argv[at] == "--project" else 1
+    if at < len(argv) and argv[at] == "worker":
+        return argv[: at + 1], argv[at + 1 :]
+    return argv, []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    ours, dramatiq_flags = _split_dramatiq_flags(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(ours)
+    if args.command == "worker":
+        args.dramatiq_args = dramatiq_flags
     try:
         if args.command != "init" or args.project:  # `init` starts a project where it is run
             enter_project(args.project)

@@ -41,6 +41,15 @@ _REFUSED = {
 }
 
 
+WORKER_HELP = """\
+usage: jobkit worker [--processes N] [--threads T] [DRAMATIQ FLAGS ...]
+
+Runs N supervised workers (worker.processes in jobs.yaml), each Dramatiq's CLI with one process of T threads
+(worker.threads): a worker that dies is replaced while the others keep working. Every other flag goes to each
+worker's `dramatiq jobkit.actors` (--queues, --path, --verbose …; not --pid-file or --watch). Dramatiq's own help:
+"""
+
+
 def worker_child_argv(project: Project, threads: int, extra: Sequence[str]) -> list[str]:
     """One supervised worker: Dramatiq's CLI with one worker process, through jobkit's log-format shim."""
     shutdown_ms = int(project.worker.shutdown_timeout.total_seconds() * 1000)
@@ -82,6 +91,9 @@ def _worker_parts(
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if {"-h", "--help"} & set(args.dramatiq_args):
+        print(WORKER_HELP, flush=True)
+        return subprocess.run([sys.executable, "-m", "dramatiq", "--help"], check=False).returncode
     settings = load_settings()
     configure_logging(settings.log_format, text_format=SUPERVISOR_TEXT)
     project = project_of(settings)  # refuse a broken file once, here, with the same text the workers would print

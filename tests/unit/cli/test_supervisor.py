@@ -14,6 +14,7 @@ import pytest
 from jobkit.cli.reload import watch_set
 from jobkit.cli.supervisor import Part, Supervisor, dramatiq_exit_cause, exit_cause, spawn
 from jobkit.config.settings import Settings
+from jobkit.errors import UsageError
 from tests.support import wait_for
 
 
@@ -90,3 +91,22 @@ def test_the_reloader_watches_the_two_files_and_the_handler_packages_of_the_app_
     assert watched.kind(f"{root}/jobs.yaml") == "jobs" and watched.kind(f"{root}/schedules.yaml") == "schedules"
     assert watched.kind(f"{root}/app/sub/video.py") == "code" and watched.kind(f"{root}/single.py") == "code"
     assert watched.kind(f"{root}/app/notes.txt") is None and watched.kind(f"{root}/var/redis/appendonly.aof") is None
+
+
+def test_jobkit_worker_takes_processes_and_threads_and_passes_every_other_flag_to_each_dramatiq() -> None:
+    from jobkit.cli.main import _split_dramatiq_flags
+    from jobkit.cli.processes import _worker_flags
+    from jobkit.config.jobs_file import load_project
+
+    project = load_project(Path(__file__).resolve().parents[3] / "jobs.yaml")
+    argv = ["--project", "app", "worker", "--processes", "3", "-t2", "--queues", "low", "default", "-v"]
+
+    ours, flags = _split_dramatiq_flags(argv)
+
+    assert (ours, flags) == (["--project", "app", "worker"], argv[3:])
+    assert _worker_flags(project, flags) == (3, 2, ["low", "default"], ["--queues", "low", "default", "-v"])
+    assert _worker_flags(project, [])[:3] == (2, 8, ["critical", "default", "low"])  # jobs.yaml's worker: section
+    with pytest.raises(UsageError, match="--processes 0: expected a whole number of at least 1"):
+        _worker_flags(project, ["-p", "0"])
+    with pytest.raises(UsageError, match="jobkit worker does not take --pid-file: each child would claim"):
+        _worker_flags(project, ["--pid-file=w.pid"])

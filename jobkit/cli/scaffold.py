@@ -117,7 +117,8 @@ def _write_stub(root: Path, task: str, handler: str) -> list[Path]:
     written, so that a failure can take them back."""
     module, _, function = handler.partition(":")
     parts = module.split(".")
-    found = importlib.machinery.PathFinder.find_spec(parts[0], [p for p in sys.path if p and Path(p) != root])
+    elsewhere = [p for p in sys.path if p and Path(p).resolve() != root.resolve()]
+    found = importlib.machinery.PathFinder.find_spec(parts[0], elsewhere)
     if found is not None and not (root / parts[0]).exists() and not (root / f"{parts[0]}.py").exists():
         where = found.origin or next(iter(found.submodule_search_locations or []), "?")
         raise UsageError(

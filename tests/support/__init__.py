@@ -72,6 +72,12 @@ def children(pid: int) -> dict[int, str]:
     return found
 
 
+def forget_package(name: str) -> None:
+    """Drop ``name`` and its modules from the import cache: each project a test makes has its own (``tasks``)."""
+    for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[module]
+
+
 class FakeClock:
     """A clock a test moves by hand (``Scheduler(clock=...)``)."""
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,10 @@ import pytest
 from jobkit.cli import main
 from jobkit.cli.scaffold import add_task_text, handler_for
 from jobkit.errors import UsageError
+from tests.support import ROOT, forget_package
 from tests.support.projects import TEST_JOBS
 
-STARTER = (Path(__file__).resolve().parents[3] / "jobkit" / "cli" / "starter" / "jobs.yaml").read_text()
+STARTER = (ROOT / "jobkit" / "cli" / "starter" / "jobs.yaml").read_text()
 
 
 @pytest.fixture
@@ -24,10 +26,11 @@ def empty_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
     monkeypatch.chdir(tmp_path)
     for name in ("JOBKIT_JOBS", "JOBKIT_SCHEDULES", "JOBKIT_PROJECT"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(sys, "path", list(sys.path))
+    # Not this checkout's folder: a developer who followed "Add a job" here has a `tasks` package in it.
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != ROOT])
+    forget_package("tasks")
     yield tmp_path
-    for name in [m for m in sys.modules if m == "tasks" or m.startswith("tasks.")]:
-        del sys.modules[name]
+    forget_package("tasks")
 
 
 def added_lines(before: str, after: str) -> list[str]:
@@ -94,9 +97,7 @@ def test_init_then_new_then_check_passes_and_the_stub_takes_any_payload(
         ".env.example", "jobs.yaml", "schedules.yaml", "tasks/__init__.py", "tasks/example.py", "tasks/video.py",
     ]  # fmt: skip
     assert "# Named read-only queries for export:process" in (empty_folder / "jobs.yaml").read_text()
-    from tasks.video import process  # type: ignore[import-not-found]
-
-    process(video_id=7, quality="720p")
+    importlib.import_module("tasks.video").process(video_id=7, quality="720p")
 
 
 def test_new_adds_a_second_stub_to_an_existing_module_and_refuses_what_cannot_be_right(

@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# --reload: a valid edit of jobs.yaml, schedules.yaml or a handler restarts the workers (and what else reads it).
 up: $(STAMP)
-	$(BIN)/jobkit up
+	$(BIN)/jobkit up --reload
 
 # ruff, then import-linter: imports run one way through the layers (pyproject's [tool.importlinter] contracts).
 lint: $(STAMP)

@@ -71,13 +71,35 @@ def bench_dispatch(url: str) -> tuple[float, float, float, float]:
     return tuple(medians)  # type: ignore[return-value]
 
 
+def _tree_cpu(root: int) -> float:
+    """User + system CPU seconds of process ``root`` and its live descendants, from /proc."""
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, (parent, _) in stats.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(stats[pid][1] for pid in tree if pid in stats)
+
+
 def _drain_rate(
-    url: str, argv: list[str], env: dict[str, str], msgs_key: str, fill: Callable[[], None], count: int = WORKER_N
-) -> float:
-    """Prefill, start the worker, and time from its first ack to an empty queue."""
+    url: str, argv: list[str], env: dict[str, str], namespace: str, fill: Callable[[], None], count: int = WORKER_N
+) -> tuple[float, float]:
+    """Prefill, start the worker, and time from its first ack to an empty queue; and the worker's CPU per task (all
+    its processes, user + system), from the moment every worker process is consuming to the empty queue, so that
+    neither boot nor shutdown counts."""
     client = redis.Redis.from_url(url)
     client.flushdb()
     fill()
+    msgs_key, heartbeats = f"{namespace}:default.msgs", f"{namespace}:__heartbeats__"
     assert client.hlen(msgs_key) == count, client.hlen(msgs_key)
     worker = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -86,17 +108,23 @@ def _drain_rate(
             time.sleep(0.002)
             assert time.monotonic() < deadline and worker.poll() is None, "worker did not start"
         started = time.perf_counter()
-        while client.hlen(msgs_key) > 0:
+        cpu_from, left = None, 0
+        while (remaining := client.hlen(msgs_key)) > 0:
+            if cpu_from is None and client.zcard(heartbeats) >= PROCESSES:
+                cpu_from, left = _tree_cpu(worker.pid), remaining
             time.sleep(0.002)
             assert time.monotonic() < deadline, "worker did not drain the queue"
-        return (count - 1) / (time.perf_counter() - started)
+        rate = (count - 1) / (time.perf_counter() - started)
+        assert cpu_from is not None and left > count // 2, "the worker processes were not all up before half the queue"
+        return rate, (_tree_cpu(worker.pid) - cpu_from) / left
     finally:
         worker.terminate()
         worker.wait(60)
 
 
-def bench_worker(url: str) -> tuple[float, float]:
-    """Tasks per second drained by `dramatiq jobkit.actors` against `dramatiq bench.raw_app`, same processes/threads."""
+def bench_worker(url: str) -> tuple[float, float, float, float]:
+    """Tasks per second drained by `jobkit worker` against `dramatiq bench.raw_app` with the same processes and threads,
+    and the CPU per task of each (default log level: jobkit logs successes at DEBUG, so not at all)."""
     from bench import raw_app
     from jobkit.bootstrap import open_client
 
@@ -113,17 +141,19 @@ def bench_worker(url: str) -> tuple[float, float]:
         for _ in range(WORKER_N):
             raw_app.noop.send()
 
-    jobkit_rates, raw_rates = [], []
+    jobkit_runs, raw_runs = [], []
+    jobkit_worker = str(Path(sys.executable).parent / "jobkit")
     for _ in range(ROUNDS):
-        raw_rates.append(
-            _drain_rate(url, [sys.executable, "-m", "dramatiq", "bench.raw_app", *flags], raw_env,
-                        "rawbench:default.msgs", fill_raw)
-        )  # fmt: skip
-        jobkit_rates.append(
-            _drain_rate(url, [sys.executable, "-m", "dramatiq", "jobkit.actors", *flags], jobkit_env,
-                        "jkbench:default.msgs", fill_jobkit)
-        )  # fmt: skip
-    return statistics.median(jobkit_rates), statistics.median(raw_rates)
+        raw_runs.append(
+            _drain_rate(url, [sys.executable, "-m", "dramatiq", "bench.raw_app", *flags], raw_env, "rawbench", fill_raw)
+        )
+        jobkit_runs.append(_drain_rate(url, [jobkit_worker, "worker", *flags], jobkit_env, "jkbench", fill_jobkit))
+    return (
+        statistics.median(rate for rate, _ in jobkit_runs),
+        statistics.median(rate for rate, _ in raw_runs),
+        statistics.median(cpu for _, cpu in jobkit_runs),
+        statistics.median(cpu for _, cpu in raw_runs),
+    )
 
 
 def main() -> int:
@@ -138,10 +168,14 @@ def main() -> int:
             f"sealed    {DISPATCH_N} msgs   one field sensitive {sealed:8.0f}/s   the same, not {plain:8.0f}/s   "
             f"cost {plain / sealed:.2f}x   (goal <= 1.2x)"
         )
-        jk, raw = bench_worker(url)
+        jk, raw, jk_cpu, raw_cpu = bench_worker(url)
         print(
             f"worker    {WORKER_N} no-ops  jobkit {jk:8.0f}/s   raw dramatiq {raw:8.0f}/s   ratio {jk / raw:.2f}"
             f"   ({PROCESSES} processes x {THREADS} threads)"
+        )
+        print(
+            f"worker CPU per task     jobkit {jk_cpu * 1e6:6.0f} us   raw dramatiq {raw_cpu * 1e6:6.0f} us   "
+            f"ratio {jk_cpu / raw_cpu:.2f}   (user+sys of every worker process, default log level; goal <= 1)"
         )
         from bench.scheduler import scheduler_line
 

@@ -21,6 +21,7 @@ from dramatiq.results.backends.redis import RedisBackend
 
 from jobkit.config.imports import import_handler
 from jobkit.config.jobs_file import load_project
+from jobkit.config.logs import adopt_worker_logging
 from jobkit.config.model import Project, TaskSpec
 from jobkit.config.settings import Settings
 from jobkit.engine.actors import declare_project
@@ -115,9 +116,12 @@ def _handlers(client: Client) -> Callable[[TaskSpec], Callable[..., Any]]:
 def worker_broker() -> JobkitBroker:
     """The broker of ``dramatiq jobkit.actors``: the project from the environment's jobs.yaml, its tasks declared,
     and its client made the process's default (``jobkit.dispatch`` inside a handler uses the worker's broker).
-    A broken file or setting exits with the same text ``jobkit check`` prints."""
+    A broken file or setting exits with the same text ``jobkit check`` prints. Log lines take the format
+    ``JOBKIT_LOG_FORMAT`` asks for (Dramatiq's CLI has set logging up before this runs)."""
     try:
-        client = open_client()
+        settings = Settings.from_env()
+        adopt_worker_logging(settings.log_format)
+        client = open_client(settings)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(1) from None

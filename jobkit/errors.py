@@ -71,7 +71,7 @@ class SkipRetry(JobkitError):
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One thing wrong in a configuration file, with where it is."""
+    """One thing wrong in a configuration file, with where it is (line 0: the file as a whole, no position)."""
 
     file: str
     line: int
@@ -81,7 +81,7 @@ class Problem:
     hint: str = ""
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
         text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
         return f"{text} ({self.hint})" if self.hint else text
 

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from litestar import MediaType, Request, Response
+from litestar.enums import ParamType
 from litestar.exceptions import HTTPException, ValidationException
 from redis.exceptions import RedisError
 
@@ -39,11 +40,28 @@ def error_response(status: int, detail: str) -> Response[ErrorBody]:
     return Response(ErrorBody(status, detail), status_code=status, media_type=MediaType.JSON)
 
 
-def _validation_detail(exc: ValidationException) -> str:
+def _parameter_name(request: Request[Any, Any, Any], key: str) -> str:
+    """The name the client wrote: a handler argument ``task_state`` declared ``QueryParameter(name="state")`` is the
+    query parameter ``state``."""
+    try:
+        field = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except AttributeError:
+        return key
+    kwarg = getattr(field, "kwarg_definition", None)
+    for attribute in ("name", "query", "header", "cookie"):  # QueryParameter(name=…), Parameter(query=…)
+        alias = getattr(kwarg, attribute, None)
+        if isinstance(alias, str) and alias:
+            return alias
+    return key
+
+
+def _validation_detail(request: Request[Any, Any, Any], exc: ValidationException) -> str:
     extra: Any = exc.extra
     if isinstance(extra, list) and extra and isinstance(extra[0], dict):
         first = extra[0]
         key, source, message = first.get("key"), first.get("source"), first.get("message", "invalid")
+        if isinstance(source, ParamType) and key:  # query, path, header, cookie: as the client wrote it
+            return f"{source.value} parameter {_parameter_name(request, str(key))!r}: {message}"
         parts = (source,) if key == "data" and source == "body" else (source, key)  # "data" is the whole body
         where = ".".join(str(part) for part in parts if part)
         return f"{where}: {message}" if where else str(message)
@@ -57,7 +75,7 @@ _REFUSED_FIELDS = {"query": "raw SQL is never accepted: name an export declared 
 
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     if isinstance(exc, ValidationException):
-        detail = _validation_detail(exc)
+        detail = _validation_detail(request, exc)
         unknown = _UNKNOWN_FIELD.search(detail)
         if unknown:  # a well-formed body with a field the route does not take: 422 naming it
             field = unknown.group(1)

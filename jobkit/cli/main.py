@@ -8,63 +8,45 @@ import logging
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from redis.exceptions import RedisError
 
 from jobkit.bootstrap import open_client
-from jobkit.builtin.exports import ensure_demo_database
 from jobkit.cli.ops import add_commands
-from jobkit.config.jobs_file import load_project
-from jobkit.config.model import Project, ScheduleFile
-from jobkit.config.schedules_file import load_schedules
-from jobkit.config.settings import Settings
+from jobkit.cli.processes import add_process_commands
+from jobkit.cli.project import enter_project, load_settings, project_of, schedule_file
+from jobkit.cli.scaffold import add_scaffold_commands
+from jobkit.config.logs import configure_logging
+from jobkit.config.model import Project
 from jobkit.durations import parse_duration
 from jobkit.errors import ConfigError, DispatchError, DurationError, JobkitError, Problem, UsageError
 from jobkit.scheduling.dynamic import Schedules
 from jobkit.scheduling.fire_loop import Scheduler
 from jobkit.scheduling.periodiq import periodiq_schedules
-from jobkit.services.auth import ensure_secret, mint_token, sealing_secrets
 from jobkit.services.redis_policy import check_eviction_policy
-from jobkit.store.embedded import EmbeddedRedis
-from jobkit.store.files import private_directory
 
 __all__ = ["main"]
 
-
-def _settings() -> Settings:
-    return Settings.from_env()
-
-
-def _project(settings: Settings) -> Project:
-    return load_project(settings.jobs_path, sealing_key=bool(sealing_secrets(settings)))
-
-
-# -- commands --------------------------------------------------------------------------------------------------------
-def _schedule_file(settings: Settings, project: Project | None) -> ScheduleFile | None:
-    """schedules.yaml checked against ``project``; None when the file does not exist (nothing is scheduled)."""
-    if not settings.schedules_path.exists():
-        return None
-    return load_schedules(settings.schedules_path, project)
+log = logging.getLogger("jobkit.scheduler")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = load_settings()
     problems: list[Problem] = []
     project: Project | None = None
     try:
-        project = _project(settings)
+        project = project_of(settings)
     except ConfigError as exc:
         problems.extend(exc.problems)
+    schedules = None
     try:  # without a project (jobs.yaml broken) the schedules are still checked, minus tasks, queues and payloads
-        schedules = _schedule_file(settings, project)
+        schedules = schedule_file(settings, project)
     except ConfigError as exc:
         problems.extend(exc.problems)
     if problems:
@@ -76,24 +58,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         print(f"{settings.schedules_path}: ok ({len(schedules.schedules)} schedules)")
     return 0
-
-
-def _worker_argv(project: Project, extra: Sequence[str]) -> list[str]:
-    shutdown_ms = int(project.worker.shutdown_timeout.total_seconds() * 1000)
-    return [
-        sys.executable, "-m", "dramatiq", "jobkit.actors",
-        "--processes", str(project.worker.processes),
-        "--threads", str(project.worker.threads),
-        "--worker-shutdown-timeout", str(max(shutdown_ms, 100)),
-        *extra,
-    ]  # fmt: skip
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    project = _project(_settings())  # refuse a broken file once, here, with the same text the workers would print
-    argv = _worker_argv(project, args.dramatiq_args)
-    os.execv(argv[0], argv)
-    return 0  # pragma: no cover - execv does not return
 
 
 def _payloads(path: str) -> tuple[list[dict[str, Any]], list[int]]:
@@ -161,110 +125,23 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-
-    settings = _settings()
-    project = _project(settings)
-    private_directory(settings.data_dir)  # the embedded Redis's AOF, mails, exports and the secret live in it
-    env = dict(os.environ)
-    env.setdefault("JOBKIT_LOG_SUCCESS", "1")  # on a laptop, every finished task shows in the terminal
-    redis_server: EmbeddedRedis | None = None
-    if settings.embedded:
-        redis_server = EmbeddedRedis(settings.data_dir.resolve() / "redis", socket=settings.embedded_socket)
-        redis_server.start()
-        env["REDIS_URL"] = redis_server.url
-        print(f"jobkit: embedded Redis on {redis_server.url} (data in {redis_server.directory})", flush=True)
-    else:
-        print(f"jobkit: using Redis at {settings.effective_redis_url().split('@')[-1]}", flush=True)
-
-    children: list[subprocess.Popen[bytes]] = []
-    stopping = False
-
-    def stop(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        if stopping:  # a second signal: hard stop (workers hand their tasks back to Redis on the way out)
-            for child in children:
-                if child.poll() is None:
-                    child.send_signal(signal.SIGTERM)
-            return
-        stopping = True
-        print("jobkit: stopping (waiting for running tasks; press Ctrl-C again to stop at once)", flush=True)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        # Own sessions: Ctrl-C reaches jobkit up alone, which then sends each child exactly one SIGTERM.
-        children.append(subprocess.Popen(_worker_argv(project, []), env=env, start_new_session=True))
-        print(
-            f"jobkit: {project.worker.processes} worker process(es) x {project.worker.threads} threads "
-            f"on queues {', '.join(project.queue_names())}",
-            flush=True,
-        )
-        _schedule_file(settings, project)  # refuse a broken schedules.yaml here, before the scheduler starts
-        demo = ensure_demo_database(settings)  # so the seed's export example works out of the box
-        if demo is not None:
-            print(f"jobkit: demo database for exports at {demo}", flush=True)
-        children.append(subprocess.Popen(_scheduler_argv(), env=env, start_new_session=True))
-        print("jobkit: scheduler started", flush=True)
-        dashboard = _dashboard_url(settings)  # creates the secret first, when there is none yet
-        children.append(subprocess.Popen(_api_argv(), env=env, start_new_session=True))
-        print(f"jobkit: API on http://{settings.api_host}:{settings.api_port} (OpenAPI at /schema)", flush=True)
-        print(f"jobkit: dashboard {dashboard} (token valid 1h; `jobkit token` mints more)", flush=True)
-        while not stopping and all(child.poll() is None for child in children):
-            time.sleep(0.2)
-        if not stopping:
-            print("jobkit: a child process exited unexpectedly; stopping the rest", file=sys.stderr, flush=True)
-            stop(signal.SIGTERM, None)
-        for child in children:
-            child.wait()
-    finally:
-        if redis_server is not None:
-            redis_server.stop()
-    # uvicorn re-raises the SIGTERM it handled, so a child that ended on the signal we sent ended cleanly too.
-    clean = (0, None, -signal.SIGTERM)
-    failed = [child for child in children if child.returncode not in clean]
-    for child in failed:
-        command = " ".join(str(part) for part in cast(list[str], child.args)[1:4])
-        print(f"jobkit: {command} exited with code {child.returncode}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def _api_argv() -> list[str]:
-    return [sys.executable, "-m", "jobkit.cli", "api"]
-
-
-def _dashboard_url(settings: Settings) -> str:
-    """The dashboard with a short-lived admin token in the fragment (never sent to a server, never logged)."""
-    token = mint_token(ensure_secret(settings), "jobkit-up", "admin", timedelta(hours=1))
-    return f"http://{settings.api_host}:{settings.api_port}/dashboard#token={token}"
-
-
-def _scheduler_argv() -> list[str]:
-    return [sys.executable, "-m", "jobkit.cli", "scheduler"]
-
-
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         grace = parse_duration(args.grace)
     except DurationError as exc:
         raise UsageError(f"--grace: {exc}") from None
-    settings = _settings()
-    project = _project(settings)
-    schedules = _schedule_file(settings, project)
+    settings = load_settings()
+    configure_logging(settings.log_format)
+    project = project_of(settings)
+    schedules = schedule_file(settings, project)
     entries = [*(schedules.schedules.values() if schedules else []), *periodiq_schedules(args.periodiq, project)]
     scheduler = Scheduler(open_client(settings, project), grace=grace)
     check_eviction_policy(scheduler.client.redis, "scheduler")
     done = scheduler.store.reconcile(entries)
-    print(
-        f"jobkit scheduler: {len(entries)} entries from files and code "
-        f"({len(done.added)} added, {len(done.changed)} changed, {len(done.removed)} removed, "
-        f"{len(done.unchanged)} unchanged); grace {args.grace}",
-        flush=True,
-    )
+    log.info(
+        "%d entries from files and code (%d added, %d changed, %d removed, %d unchanged); grace %s",
+        len(entries), len(done.added), len(done.changed), len(done.removed), len(done.unchanged), args.grace,
+    )  # fmt: skip
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -273,7 +150,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     scheduler.run(stop)
-    print(f"jobkit scheduler: stopped ({scheduler.enqueued} enqueued)", flush=True)
+    log.info("stopped (%d enqueued)", scheduler.enqueued)
     return 0
 
 
@@ -297,14 +174,18 @@ def cmd_schedules(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobkit", description="Background jobs declared in YAML, run by Dramatiq.")
+    parser.add_argument(
+        "--project",
+        metavar="DIR",
+        help="the project folder (JOBKIT_PROJECT; default: the nearest folder upwards with a jobs.yaml)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("check", help="validate jobs.yaml and schedules.yaml; exit 0 ok, 1 config errors").set_defaults(
         func=cmd_check
     )
-    sub.add_parser("up", help="everything in one: embedded Redis (unless REDIS_URL), workers, scheduler").set_defaults(
-        func=cmd_up
-    )
+    add_scaffold_commands(sub)
+    add_process_commands(sub)
 
     scheduler = sub.add_parser("scheduler", help="run a scheduler (safe to run on every host: each fire happens once)")
     scheduler.add_argument(
@@ -313,10 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
     scheduler.add_argument("--grace", default="60s", help="missed fires younger than this are enqueued once (60s)")
     scheduler.set_defaults(func=cmd_scheduler)
     sub.add_parser("schedules", help="list schedule entries with their next run times").set_defaults(func=cmd_schedules)
-
-    worker = sub.add_parser("worker", help="run the workers (dramatiq jobkit.actors with jobs.yaml's worker settings)")
-    worker.add_argument("dramatiq_args", nargs=argparse.REMAINDER, help="extra flags passed to dramatiq")
-    worker.set_defaults(func=cmd_worker)
 
     dispatch = sub.add_parser("dispatch", help="enqueue one task (or one per line of --payloads) and print its id")
     dispatch.add_argument("task", help="task name, e.g. email:send")
@@ -333,28 +210,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if words[:1] == ["worker"] and not {"-h", "--help"} & set(words[1:]):
-        # Everything after `worker` is Dramatiq's, flags included (argparse's REMAINDER refuses a leading flag).
-        args = parser.parse_args(["worker"])
-        args.dramatiq_args = words[1:]
-    else:
-        args = parser.parse_args(words)
+def _stdout_gone() -> None:
+    """The reader of stdout left (``jobkit stats --json | head``): send what is still buffered nowhere, so the
+    interpreter's last flush does not fail again."""
     try:
-        return int(args.func(args))
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout that is not a file (a test's capture)
+        pass
+
+
+def _redis_address() -> str:
+    try:
+        return load_settings().effective_redis_url().split("@")[-1]
+    except JobkitError:
+        return "REDIS_URL"
+
+
+def _split_dramatiq_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``jobkit [--project DIR] worker FLAGS…``: everything after ``worker`` goes to Dramatiq untouched (argparse
+    would take ``--processes 2`` for one of its own options and refuse it)."""
+    at = 0
+    while at < len(argv) and argv[at].startswith("-"):
+        at += 2 if argv[at] == "--project" else 1
+    if at < len(argv) and argv[at] == "worker":
+        return argv[: at + 1], argv[at + 1 :]
+    return argv, []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ours, dramatiq_flags = _split_dramatiq_flags(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(ours)
+    if args.command == "worker":
+        args.dramatiq_args = dramatiq_flags
+    try:
+        if args.command != "init" or args.project:  # `init` starts a project where it is run
+            enter_project(args.project)
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, where a reader that left is caught, not at exit
+        return code
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
     except JobkitError as exc:
         print(f"jobkit: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        _stdout_gone()
+        return 0  # the reader had what it wanted; that is not an error
     except (OSError, RedisError) as exc:
         # Redis down, socket missing: say so, never a traceback.
-        where = _settings().effective_redis_url().split("@")[-1]
         print(
-            f"jobkit: cannot reach Redis at {where}: {exc} (is `jobkit up` running? is REDIS_URL right?)",
+            f"jobkit: cannot reach Redis at {_redis_address()}: {exc} (is `jobkit up` running? is REDIS_URL right?)",
             file=sys.stderr,
         )
         return 1

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import sys
 from typing import Any
 
 from jobkit.bootstrap import open_client
+from jobkit.config.logs import configure_logging
 from jobkit.config.settings import Settings
 from jobkit.durations import parse_duration
 from jobkit.errors import DurationError, UsageError
@@ -32,8 +34,18 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=False))
 
 
-def cmd_stats(args: argparse.Namespace) -> int:
+def _print_table(table: Any) -> None:
     from rich.console import Console
+
+    # A pipe or a log has no width to fit: keep every column whole there instead of Rich's 80-column default.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    try:
+        console.print(table)
+    except SystemExit:  # Rich's answer to a reader that left (`jobkit stats | head`); it has silenced stdout
+        raise BrokenPipeError from None
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     stats = _queues().all_stats()
@@ -53,8 +65,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             s.queue, state, str(s.pending), str(s.active), str(s.scheduled), retry, archived, str(s.completed),
             latency, f"{s.processed - s.failed}/{s.failed}",
         )  # fmt: skip
-    # A pipe or a log has no width to fit: keep every column whole there instead of Rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    _print_table(table)
     return 0
 
 
@@ -71,7 +82,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     total, infos = _queues().tasks(args.queue, args.state, args.page, args.size)
@@ -84,8 +94,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     for info in infos:
         retried = f"{info.retried}/{info.max_retries}"
         table.add_row(info.id, info.task, retried, info.next_process_at or "-", info.last_error or "")
-    # A pipe or a log has no width to fit: keep every column whole there instead of Rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    _print_table(table)
     return 0
 
 
@@ -187,7 +196,10 @@ def cmd_token(args: argparse.Namespace) -> int:
         raise UsageError(f"--ttl: {exc}") from None
     secret = load_secret(settings)
     if secret is None:
-        raise UsageError("no secret to sign with: set JOBKIT_SECRET, or run `jobkit up` once (it creates one)")
+        raise UsageError(
+            f"no secret to sign with in {settings.data_dir.resolve()}: set JOBKIT_SECRET, run `jobkit up` once (it "
+            "creates one), or run this in the project's folder (or name it: --project DIR)"
+        )
     token = mint_token(secret, args.sub, args.role, ttl, settings.token_max_ttl)
     print(token)
     print(
@@ -202,6 +214,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from jobkit.api import create_app  # Litestar is loaded only by the command that serves it
 
     settings = Settings.from_env()
+    configure_logging(settings.log_format)  # uvicorn's own lines too: it is told not to set up logging itself
     host, port = args.host or settings.api_host, args.port or settings.api_port
     app = create_app(settings)
     events = app.state.services.events
@@ -212,8 +225,8 @@ def cmd_api(args: argparse.Namespace) -> int:
             events.disconnect_all()
             super().handle_exit(sig, frame)
 
-    print(f"jobkit api: http://{host}:{port} (OpenAPI at /schema)", file=sys.stderr, flush=True)
-    Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)).run()
+    logging.getLogger("jobkit.api").info("http://%s:%d (OpenAPI at /schema)", host, port)
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)).run()
     return 0
 
 

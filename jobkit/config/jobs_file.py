@@ -77,11 +77,17 @@ class _Policy:
     nodes: dict[str, yaml.Node]
 
 
+_MISSING = (
+    "run `jobkit init` to start a project in this folder, or name the project's folder with --project DIR or "
+    "JOBKIT_PROJECT"
+)
+
+
 def load_project(path: str | Path, *, sealing_key: bool = True) -> Project:
     """Read and check jobs.yaml; raises :class:`~jobkit.errors.ConfigError` listing every problem. With
     ``sealing_key=False`` (no encryption key configured), a ``sensitive:`` key is one of them."""
     path = Path(path)
-    reader, root = Reader.open(path)
+    reader, root = Reader.open(path, _MISSING)
     ensure_import_path(str(path.parent))
     project = _Loader(reader, str(path), sealing_key).project(root)
     reader.raise_if_any()

@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 
 from dotenv import dotenv_values
 
+from jobkit.config.logs import LOG_FORMATS, LogFormat
 from jobkit.durations import parse_duration
 from jobkit.errors import DurationError, SettingsError, did_you_mean
 
@@ -62,6 +63,15 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise SettingsError(f"{name}={env[name]!r}: expected true or false")
+
+
+def _log_format(env: Mapping[str, str]) -> LogFormat:
+    raw = env.get("JOBKIT_LOG_FORMAT", "").strip().lower() or "text"
+    for name in LOG_FORMATS:
+        if name == raw:
+            return name
+    close = did_you_mean(raw, LOG_FORMATS)
+    raise SettingsError(f"JOBKIT_LOG_FORMAT={raw!r}: expected text or json" + (f" ({close})" if close else ""))
 
 
 def _database_url(env: Mapping[str, str]) -> str | None:
@@ -171,6 +181,8 @@ class Settings:
     """``JOBKIT_TOKEN_MAX_TTL``: the longest an API token may live."""
     log_successes: bool = False
     """``JOBKIT_LOG_SUCCESS``: log each task that succeeds at INFO (else DEBUG; failures are always logged)."""
+    log_format: LogFormat = "text"
+    """``JOBKIT_LOG_FORMAT``: ``text`` for a person, ``json`` (one object a line) for a log shipper."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: str | Path | None = ".env") -> Settings:
@@ -257,6 +269,7 @@ class Settings:
             encryption_keys=tuple(k.strip() for k in env.get("JOBKIT_ENCRYPTION_KEY", "").split(",") if k.strip()),
             token_max_ttl=_duration(env, "JOBKIT_TOKEN_MAX_TTL", timedelta(days=30)),
             log_successes=_flag(env, "JOBKIT_LOG_SUCCESS"),
+            log_format=_log_format(env),
         )
 
     @property

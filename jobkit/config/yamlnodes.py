@@ -58,21 +58,21 @@ class Reader:
 
     # -- documents ------------------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path) -> tuple[Reader, yaml.Node]:
+    def open(cls, path: Path, missing: str = "set its path or create it") -> tuple[Reader, yaml.Node]:
         """A reader for ``path`` and the file's root node; raises :class:`~jobkit.errors.ConfigError` when the file
-        cannot be read, is not YAML, or is empty."""
+        cannot be read, is not YAML, or is empty. ``missing`` is the hint when it does not exist."""
         reader = cls(str(path))
-        root = reader.compose(path)
+        root = reader.compose(path, missing)
         if root is None:
             reader.raise_if_any()
             raise AssertionError("unreachable: compose reported no problem")
         return reader, root
 
-    def compose(self, path: Path) -> yaml.Node | None:
+    def compose(self, path: Path, missing: str = "set its path or create it") -> yaml.Node | None:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            self.problems.append(Problem(self.file, 1, 1, "", "file not found", "set its path or create it"))
+            self.problems.append(Problem(self.file, 0, 0, "", "file not found", missing))
             return None
         except (OSError, UnicodeDecodeError) as exc:
             self.problems.append(Problem(self.file, 1, 1, "", f"cannot read the file: {exc}"))

@@ -78,9 +78,10 @@ def tag(key: str, tag: str) -> None:
 
 
 def work(key: str, n: int, seconds: float = 0.0) -> None:
-    """Counts each run of task ``n`` (duplicates show as counts above 1)."""
+    """Counts each run of task ``n`` (duplicates show as counts above 1), and the runs of each worker process."""
     client = _redis(os.environ["JOBKIT_TEST_REDIS_URL"])
     now = time.time()
+    client.hincrby(f"{key}:pids", str(os.getpid()), 1)
     client.hincrby(f"{key}:starts", str(n), 1)
     client.hset(f"{key}:last_start", str(n), repr(now))
     client.rpush(f"{key}:start_times", repr(now))

@@ -3,6 +3,7 @@ the test handlers, subprocesses, a fake clock, and fixtures for a test module's 
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,35 @@ def start(
     )
     processes.append(process)
     return process
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def children(pid: int) -> dict[int, str]:
+    """The live child processes of ``pid`` (from /proc), each with its command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, parent = (entry / "stat").read_text().rpartition(")")[2].split()[:2]
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        if int(parent) == pid and state != "Z":
+            found[int(entry.name)] = command
+    return found
+
+
+def forget_package(name: str) -> None:
+    """Drop ``name`` and its modules from the import cache: each project a test makes has its own (``tasks``)."""
+    for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[module]
 
 
 class FakeClock:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from jobkit.config.settings import Settings
 from jobkit.services.auth import Revocations, verify_token
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
+from tests.support import JOBKIT
 from tests.support.tokens import SECRET
 
 
@@ -154,3 +157,21 @@ def test_a_duration_past_any_bound_is_a_clear_error_in_every_command(
     code, _, err = run(capsys, "check")
     assert code == 1 and "defaults.timeout: expected a duration, found '99999999999d'" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags", [["--json"], []])
+def test_stats_into_a_pipe_whose_reader_has_left_exits_0_and_says_nothing(
+    flags: list[str], env: dict[str, str], settings: Settings, client: Client, tmp_path: Path
+) -> None:
+    # `jobkit stats --json | head`: the reader is gone before jobkit writes (deterministically: closed beforehand)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            [JOBKIT, "stats", *flags], stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+            env={**env, "JOBKIT_JOBS": str(settings.jobs_path)}, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+
+    assert (result.returncode, result.stderr) == (0, "")

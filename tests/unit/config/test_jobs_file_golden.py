@@ -47,5 +47,5 @@ def test_jobkit_check_passes_on_the_shipped_files(
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("JOBKIT_JOBS", raising=False)
 
-    assert main(["check"]) == 0
-    assert capsys.readouterr().out.startswith("jobs.yaml: ok (3 queues,")
+    assert main(["check"]) == 0  # whatever tasks and queues a developer has added (README, "Add a job")
+    assert capsys.readouterr().out.startswith("jobs.yaml: ok (")

@@ -37,6 +37,7 @@ def test_redis_url_wins_over_host() -> None:
         ({"JOBKIT_API_PORT": "99999"}, "JOBKIT_API_PORT='99999': expected a port number between 1 and 65535"),
         ({"REDIS_SENTINELS": "a:1"}, "REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not: name the master to use"),
         ({"JOBKIT_NAMESPACE": "a b"}, "JOBKIT_NAMESPACE='a b': use letters, digits, '_', '-' and '.'"),
+        ({"JOBKIT_LOG_FORMAT": "jsno"}, "JOBKIT_LOG_FORMAT='jsno': expected text or json (did you mean 'json'?)"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_value(env: dict[str, str], message: str) -> None:

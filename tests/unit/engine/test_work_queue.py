@@ -89,3 +89,16 @@ def test_a_paused_queue_hands_back_its_messages_in_the_order_they_would_have_run
         queue.put(Item(FakeMessage("low", f"m{n}"), priority=priority))
     assert [message.message_id for message in queue.take_all("low")] == ["m1", "m3", "m0", "m2"]
     assert queue.qsize() == 0 and queue.unfinished_tasks == 0
+
+
+def test_strict_wakes_a_waiting_thread_when_the_heavier_queue_comes_back_empty() -> None:
+    import threading
+
+    queue = WorkQueue(WEIGHTS, strict=True)
+    fill(queue, "default", 1)
+    taken: list[str] = []
+    waiter = threading.Thread(target=lambda: taken.append(queue.get(timeout=10).message.queue_name))
+    waiter.start()
+    queue.note_fetch("critical", found=False)
+    waiter.join(timeout=5)
+    assert taken == ["default"]

@@ -1,0 +1,42 @@
+"""``python -m jobkit.cli.dramatiq_main ARGS`` is ``dramatiq ARGS`` with jobkit's log format: how ``jobkit worker``
+and ``jobkit up`` start each worker child (``jobkit.actors --processes 1 --threads T …``).
+
+In text mode (the default) it is Dramatiq's CLI unchanged. With ``JOBKIT_LOG_FORMAT=json`` the Dramatiq main process
+logs JSON lines too (its boot and signal lines, a worker process that died): it configures the root logger and
+passes ``--skip-logging`` so that Dramatiq's CLI does not add its text handler; the worker processes it forks then
+adopt the JSON handler at boot (:func:`jobkit.config.logs.adopt_worker_logging`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+from jobkit.config.logs import configure_logging
+from jobkit.config.settings import Settings
+from jobkit.errors import SettingsError
+
+__all__ = ["main"]
+
+_VERBOSE = re.compile(r"-v+")
+
+
+def main(argv: list[str]) -> int:
+    from dramatiq.cli import main as dramatiq_main  # the `dramatiq` console script's own entry point
+
+    try:
+        log_format = Settings.from_env().log_format
+    except SettingsError as exc:
+        print(f"jobkit: {exc}", file=sys.stderr)
+        return 1
+    if log_format == "json" and "--skip-logging" not in argv:
+        verbose = sum(len(arg) - 1 for arg in argv if _VERBOSE.fullmatch(arg)) + argv.count("--verbose")
+        configure_logging("json", level=logging.INFO if verbose == 0 else logging.DEBUG)  # Dramatiq's levels
+        argv = [*argv, "--skip-logging"]
+    sys.argv = ["dramatiq", *argv]
+    return int(dramatiq_main() or 0)  # type: ignore[no-untyped-call]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

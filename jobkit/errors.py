@@ -21,6 +21,7 @@ __all__ = [
     "DuplicateTask",
     "DurationError",
     "ExportError",
+    "ExportUnavailable",
     "ImportProblem",
     "InvalidRequest",
     "JobkitError",
@@ -176,6 +177,10 @@ class UsageError(JobkitError):
 # -- built-in tasks --------------------------------------------------------------------------------------------------
 class ExportError(JobkitError, ValueError):
     """The export cannot run as asked; retrying will not help."""
+
+
+class ExportUnavailable(JobkitError, ConnectionError):
+    """The database could not run the export now (down, locked, too busy); a later attempt may succeed."""
 
 
 class BadMessage(JobkitError, ValueError):

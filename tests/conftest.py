@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from jobkit.store.embedded import EmbeddedRedis
+from tests.support.databases import MariaDbServer, PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +21,28 @@ def redis_server() -> Iterator[EmbeddedRedis]:
     directory = Path(tempfile.mkdtemp(prefix="jk-redis-"))
     server = EmbeddedRedis(directory, appendonly=False).start()
     os.environ["JOBKIT_TEST_REDIS_URL"] = server.url
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL for the whole session (started on first use), on a Unix socket in a temp dir."""
+    try:
+        server = PostgresServer().start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"cannot start PostgreSQL for the tests: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDbServer]:
+    """A private MariaDB for the whole session (started on first use), on a Unix socket in a temp dir."""
+    try:
+        server = MariaDbServer().start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"cannot start MariaDB for the tests: {exc}", pytrace=False)
     yield server
     server.stop()
 

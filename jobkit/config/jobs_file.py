@@ -14,6 +14,7 @@ import yaml
 from jobkit.config.alerts_file import parse_alerts
 from jobkit.config.imports import ensure_import_path, import_exception, import_handler
 from jobkit.config.model import (
+    DEFAULT_EXPORT_TIMEOUT,
     DEFAULT_QUEUE,
     DEFAULT_RETENTION,
     DEFAULT_RETRY,
@@ -312,7 +313,7 @@ class _Loader:
             if not _EXPORT_NAME.fullmatch(item.key):
                 self.r.problem(item.key_node, path, "invalid export name", "use letters, digits, '_' and '-'")
                 continue
-            options = self.r.mapping(item.node, path, ["sql"])
+            options = self.r.mapping(item.node, path, ["sql", "timeout"])
             if "sql" not in options:
                 if isinstance(item.node, yaml.MappingNode):
                     self.r.problem(item.key_node, f"{path}.sql", "missing", "a SELECT with :named parameters")
@@ -325,7 +326,14 @@ class _Loader:
                     options["sql"].node, f"{path}.sql", "must be a read-only query", "start with SELECT or WITH"
                 )
                 continue
-            exports[item.key] = ExportSpec(item.key, sql)
+            timeout = DEFAULT_EXPORT_TIMEOUT
+            if "timeout" in options:
+                given = self.r.duration(options["timeout"].node, f"{path}.timeout", minimum=timedelta(milliseconds=1))
+                if given is None:
+                    continue
+                timeout = given
+            mark = options["sql"].node.start_mark
+            exports[item.key] = ExportSpec(item.key, sql, timeout, where=(self.r.file, mark.line + 1, mark.column + 1))
         return exports
 
     # -- flow control (issue 8) -------------------------------------------------------------------------------------

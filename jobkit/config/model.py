@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 __all__ = [
     "DEFAULT_COOLDOWN",
+    "DEFAULT_EXPORT_TIMEOUT",
     "DEFAULT_QUEUE",
     "DEFAULT_RETENTION",
     "DEFAULT_RETRY",
@@ -45,6 +46,8 @@ DEFAULT_RETENTION = timedelta(hours=24)
 """How long a completed task stays inspectable."""
 DEFAULT_COOLDOWN = timedelta(minutes=10)
 """After an alert, its rule stays silent this long unless it sets ``cooldown``."""
+DEFAULT_EXPORT_TIMEOUT = timedelta(minutes=5)
+"""An export's query is cancelled by the database after this long unless it sets ``timeout``."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,10 @@ class ExportSpec:
     name: str
     sql: str
     """A read-only query with ``:named`` parameters; never taken from a request."""
+    timeout: timedelta = DEFAULT_EXPORT_TIMEOUT
+    """The database cancels the query after this long (its statement timeout)."""
+    where: tuple[str, int, int] | None = field(default=None, compare=False)
+    """``(file, line, column)`` of the ``sql`` value in jobs.yaml, for ``jobkit check --db``."""
 
 
 # -- alerts ----------------------------------------------------------------------------------------------------------

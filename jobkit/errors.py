@@ -26,6 +26,7 @@ __all__ = [
     "InvalidRequest",
     "JobkitError",
     "MailUnavailable",
+    "NotReplicated",
     "PayloadError",
     "PeriodiqError",
     "Problem",
@@ -177,6 +178,11 @@ class UsageError(JobkitError):
 # -- built-in tasks --------------------------------------------------------------------------------------------------
 class ExportError(JobkitError, ValueError):
     """The export cannot run as asked; retrying will not help."""
+
+
+class NotReplicated(JobkitError, ConnectionError):
+    """No replica acknowledged the task in time (durability: replicated): the primary has it and runs it, unless the
+    primary fails over now; dispatch again only if a second run is acceptable."""
 
 
 class ExportUnavailable(JobkitError, ConnectionError):

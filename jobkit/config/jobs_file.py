@@ -14,6 +14,7 @@ import yaml
 from jobkit.config.alerts_file import parse_alerts
 from jobkit.config.imports import ensure_import_path, import_exception, import_handler
 from jobkit.config.model import (
+    DEFAULT_DURABILITY,
     DEFAULT_EXPORT_TIMEOUT,
     DEFAULT_QUEUE,
     DEFAULT_RETENTION,
@@ -44,7 +45,8 @@ _READ_ONLY_START = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
 
 TOP_KEYS = ["queues", "priority", "worker", "defaults", "tasks", "exports", "workflows", "alerts"]
 WORKER_KEYS = ["processes", "threads", "shutdown_timeout"]
-POLICY_KEYS = ["queue", "max_retries", "backoff", "timeout", "retention", "retry_on", "skip_retry_on"]
+POLICY_KEYS = ["queue", "max_retries", "backoff", "timeout", "retention", "retry_on", "skip_retry_on", "durability"]
+DURABILITIES = ["async", "replicated"]
 # Flow control (issue 8), per task only: a default uniqueness or rate would silently couple unrelated tasks.
 FLOW_KEYS = ["unique", "unique_key", "rate_limit", "concurrency"]
 TASK_KEYS = ["handler", *POLICY_KEYS, "api", *FLOW_KEYS]
@@ -65,6 +67,7 @@ _BUILTIN_POLICY: dict[str, Any] = {
     "retention": DEFAULT_RETENTION,
     "retry_on": DEFAULT_RETRY.retry_on,
     "skip_retry_on": DEFAULT_RETRY.skip_retry_on,
+    "durability": DEFAULT_DURABILITY,
 }
 
 
@@ -218,6 +221,12 @@ class _Loader:
                 value = self.rate_limit(item.node, key_path)
             elif item.key == "concurrency":
                 value = self.r.integer(item.node, key_path, 1, 100_000)
+            elif item.key == "durability":
+                value = self.r.text(item.node, key_path)
+                if value is not None and value not in DURABILITIES:
+                    hint = did_you_mean(value, DURABILITIES) or "async or replicated"
+                    self.r.problem(item.node, key_path, f"unknown durability {value!r}", hint)
+                    value = None
             if value is not None:
                 policy.values[item.key] = value
                 policy.nodes[item.key] = item.node
@@ -283,6 +292,7 @@ class _Loader:
                 unique_key=own.values.get("unique_key"),
                 rate_limit=own.values.get("rate_limit"),
                 concurrency=own.values.get("concurrency"),
+                durability=values["durability"],
             )
             if "unique_key" in own.values and "unique" not in own.values:
                 self.r.problem(

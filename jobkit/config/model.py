@@ -14,14 +14,17 @@ from typing import Any, Literal
 
 __all__ = [
     "DEFAULT_COOLDOWN",
+    "DEFAULT_DURABILITY",
     "DEFAULT_EXPORT_TIMEOUT",
     "DEFAULT_QUEUE",
     "DEFAULT_RETENTION",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
+    "REPLICATION_TIMEOUT",
     "AlertChannel",
     "AlertKind",
     "AlertRule",
+    "Durability",
     "ExportSpec",
     "PriorityMode",
     "Project",
@@ -37,6 +40,7 @@ __all__ = [
 ]
 
 PriorityMode = Literal["weighted", "strict"]
+Durability = Literal["async", "replicated"]
 
 DEFAULT_QUEUE = "default"
 """The queue of a task that names none, when ``defaults.queue`` is not set either."""
@@ -46,6 +50,10 @@ DEFAULT_RETENTION = timedelta(hours=24)
 """How long a completed task stays inspectable."""
 DEFAULT_COOLDOWN = timedelta(minutes=10)
 """After an alert, its rule stays silent this long unless it sets ``cooldown``."""
+DEFAULT_DURABILITY: Durability = "async"
+"""A dispatch returns once the primary has the task (Redis replicates asynchronously)."""
+REPLICATION_TIMEOUT = timedelta(seconds=2)
+"""``durability: replicated``: how long a dispatch waits for a replica's acknowledgement (``WAIT``) before it fails."""
 DEFAULT_EXPORT_TIMEOUT = timedelta(minutes=5)
 """An export's query is cancelled by the database after this long unless it sets ``timeout``."""
 
@@ -121,6 +129,9 @@ class TaskSpec:
     """At most so many starts per second, minute or hour across all workers; others wait their turn."""
     concurrency: int | None = None
     """At most this many running at once across all workers."""
+    durability: Durability = DEFAULT_DURABILITY
+    """``replicated``: a dispatch returns its id only once a replica has the task (``WAIT 1``); ``async`` trusts
+    Redis's asynchronous replication (a fail-over can lose a task whose id was returned)."""
 
 
 @dataclass(frozen=True)

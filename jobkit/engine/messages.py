@@ -81,6 +81,8 @@ class Outgoing:
     fresh: bool = False
     """The message was just built for this send and nothing else holds it: the broker may complete it in place
     instead of copying it (Dramatiq's ``enqueue`` copies, since its caller keeps the message)."""
+    replicated: bool = False
+    """``durability: replicated``: the send returns only once a replica acknowledged it (``WAIT``)."""
 
     @property
     def task(self) -> str:
@@ -179,7 +181,7 @@ class MessageBuilder:
         message: Message[Any] = Message(
             queue_name=queue_name, actor_name=task, args=(), kwargs=payload, options=message_options
         )
-        return Outgoing(message, delay_ms, claims, fresh=True)
+        return Outgoing(message, delay_ms, claims, fresh=True, replicated=spec.durability == "replicated")
 
     def rerun(self, message: Message[Any]) -> tuple[Message[Any], tuple[Claim, ...]]:
         """An archived task about to run again: a fresh retry budget, and its unique lock to take again (it ended

@@ -168,3 +168,18 @@ workflows:
           - {task: dash:echo, payload: {value: "{{ prev }}"}}
           - {task: dash:limited, payload: {value: "{{ prev }}"}}
 """
+
+#: durability: one task that waits for a replica's acknowledgement, one that does not (the fail-over tests).
+REPLICATED_JOBS = """
+queues:
+  default: {weight: 1}
+defaults:
+  queue: default
+  max_retries: 3
+  backoff: {min: 100ms, max: 400ms}
+  timeout: 10s
+tasks:
+  test:safe: {handler: "tests.handlers:noop", durability: replicated, api: true}
+  test:fast: {handler: "tests.handlers:noop", api: true}
+  test:record: {handler: "tests.handlers:record"}
+"""

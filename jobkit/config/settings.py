@@ -118,6 +118,9 @@ class Settings:
     """``REDIS_SENTINELS`` as ``host:port,host:port``; used with ``REDIS_SENTINEL_MASTER``."""
     sentinel_master: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
+    """``REDIS_PASSWORD`` with Sentinel: the password of the master (and replicas) Sentinel names."""
+    sentinel_auth: str | None = field(default=None, repr=False)
+    """``REDIS_SENTINEL_PASSWORD``: the Sentinels' own password (their ``requirepass``); None when they have none."""
     jobs_path: Path = Path("jobs.yaml")
     schedules_path: Path = Path("schedules.yaml")
     data_dir: Path = Path("var")
@@ -198,6 +201,7 @@ class Settings:
             sentinels=tuple(sentinels),
             sentinel_master=master,
             sentinel_password=env.get("REDIS_PASSWORD") or None if sentinels else None,
+            sentinel_auth=env.get("REDIS_SENTINEL_PASSWORD") or None if sentinels else None,
             jobs_path=Path(env.get("JOBKIT_JOBS", "").strip() or "jobs.yaml"),
             schedules_path=Path(env.get("JOBKIT_SCHEDULES", "").strip() or "schedules.yaml"),
             data_dir=Path(env.get("JOBKIT_DATA_DIR", "").strip() or "var"),

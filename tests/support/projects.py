@@ -173,6 +173,7 @@ workflows:
 REPLICATED_JOBS = """
 queues:
   default: {weight: 1}
+  load: {weight: 1}
 defaults:
   queue: default
   max_retries: 3
@@ -181,5 +182,7 @@ defaults:
 tasks:
   test:safe: {handler: "tests.handlers:noop", durability: replicated, api: true}
   test:fast: {handler: "tests.handlers:noop", api: true}
-  test:record: {handler: "tests.handlers:record"}
+  test:safe_load: {handler: "tests.handlers:noop", durability: replicated, queue: load}
+  test:fast_load: {handler: "tests.handlers:noop", queue: load}
+  test:record: {handler: "tests.handlers:record", api: true}
 """

@@ -74,20 +74,24 @@ class RedisNode:
 def _answers(client: redis.Redis) -> bool:
     try:
         return bool(client.ping())
+    except (redis.AuthenticationError, redis.ResponseError):  # NOAUTH: it is up
+        return True
     except (redis.ConnectionError, redis.TimeoutError):
         return False
-    except redis.ResponseError:  # e.g. NOAUTH: it is up
-        return True
 
 
 def start_sentinels(directory: Path, master: str, primary_port: int, password: str, count: int = 3) -> list[RedisNode]:
     """``count`` Sentinels watching ``primary_port`` as ``master`` (quorum 2): a primary that stops answering for
     one second is failed over."""
     conf = (
+        f"requirepass {password}\n"
+        f"sentinel sentinel-pass {password}\n"
         f"sentinel monitor {master} 127.0.0.1 {primary_port} 2\n"
         f"sentinel auth-pass {master} {password}\n"
         f"sentinel down-after-milliseconds {master} 1000\n"
-        f"sentinel failover-timeout {master} 5000\n"
+        # Also how long a Sentinel leaves a replica that follows another address than the primary's (the relay's)
+        # before it repoints it: longer than any test.
+        f"sentinel failover-timeout {master} 120000\n"
         f"sentinel parallel-syncs {master} 1\n"
     )
     return [RedisNode(directory, f"sentinel{i}", sentinel_conf=conf) for i in range(count)]

@@ -193,3 +193,88 @@ def test_weights_hold_across_hosts_and_a_pause_stops_every_host_within_a_second_
     assert set(starts(probe, key).values()) == {1} and set(runs(probe, key).values()) == {1}
     stats = wait_for(lambda: _when(Queues(client).stats("default"), lambda s: s.processed == 1200 + 1500))
     assert (stats.failed, stats.pending, stats.active) == (0, 0, 0)
+
+
+def held_by(redis_client: redis.Redis, namespace: str, host: str, queue: str = "default") -> set[int]:
+    """The tasks (their ``n``) that ``host``'s worker has fetched and not acknowledged."""
+    worker = next(wid for wid, facts in workers(redis_client, namespace).items() if facts["host"] == host)
+    rids = cast(set[bytes], redis_client.smembers(f"{namespace}:__acks__.{worker}.{queue}"))
+    held = set()
+    for rid in rids:
+        raw = redis_client.hget(f"{namespace}:{queue}.msgs", rid)
+        if raw is not None:
+            held.add(int(Message.decode(cast(bytes, raw)).kwargs["n"]))
+    return held
+
+
+@pytest.mark.timeout(180)
+def test_killing_every_process_of_a_host_reruns_its_tasks_on_the_others_within_30_s(
+    cluster: tuple[Hosts, Client], namespace: str
+) -> None:
+    hosts, client = cluster
+    probe = hosts.client()
+    start_all(hosts)
+    wait_for(lambda: len(workers(probe, namespace)) == 3, timeout=30, what="3 workers")
+    key = f"{namespace}:long"
+    dispatch_work(client, key, 48, seconds=2.0)
+    wait_for(lambda: len(held_by(probe, namespace, "host1")) >= 4, timeout=30, what="host1 to hold tasks")
+
+    # When host1 is killed whole (its PID 1, and so every process in it)
+    hosts.kill(_host_of(hosts, "host1"))
+    killed_at = time.time()
+    held = held_by(probe, namespace, "host1")  # frozen now: nothing of host1 is left to change it
+    assert held
+
+    # Then every task it held runs to the end on the other hosts within 30 s, and nothing is lost
+    wait_for(lambda: held <= set(runs(probe, key)), timeout=40, what="host1's tasks to run elsewhere")
+    last_starts = cast(dict[bytes, bytes], probe.hgetall(f"{key}:last_start"))
+    rerun_after = max(float(last_starts[str(n).encode()]) for n in held) - killed_at
+    print(f"host1 held {len(held)} tasks; the last re-started {rerun_after:.1f} s after the kill")
+    assert rerun_after < 30
+    wait_for(lambda: len(runs(probe, key)) == 48, timeout=60, what="all 48 tasks")
+    twice = {n for n, count in starts(probe, key).items() if count > 1}
+    assert twice <= held, twice - held  # only what host1 had started or prefetched started again
+
+
+@pytest.mark.timeout(240)
+def test_a_host_cut_off_for_20_s_loses_nothing_and_every_second_run_is_one_it_held(
+    cluster: tuple[Hosts, Client], namespace: str
+) -> None:
+    hosts, client = cluster
+    probe = hosts.client()
+    start_all(hosts)
+    wait_for(lambda: len(workers(probe, namespace)) == 3, timeout=30, what="3 workers")
+    key = f"{namespace}:steady"
+    dispatch_work(client, key, 600, seconds=0.2)
+    host1 = _host_of(hosts, "host1")
+    wait_for(lambda: len(held_by(probe, namespace, "host1")) >= 2, timeout=30, what="host1 to hold tasks")
+
+    # When host1's link goes down for 20 s, then comes back
+    hosts.cut(host1)
+    cut_at = time.time()
+    held = held_by(probe, namespace, "host1")  # host1 cannot change it while cut off
+    worker = next(wid for wid, facts in workers(probe, namespace).items() if facts["host"] == "host1")
+    try:
+        wait_for(lambda: time.time() - cut_at >= 20, timeout=30, interval=0.5)
+    finally:
+        hosts.restore(host1)
+    restored_ms = time.time() * 1000
+
+    # Then every task runs, and each one that started twice is one host1 held when it was cut off
+    wait_for(lambda: len(runs(probe, key)) == 600, timeout=120, what="all 600 tasks to finish")
+    counted = starts(probe, key)
+    twice = {n for n, count in counted.items() if count > 1}
+    print(f"host1 held {len(held)} tasks when cut off; {len(twice)} started twice: {sorted(twice)}")
+    assert set(counted) == set(range(600))
+    assert twice <= held, twice - held
+    # And host1's worker, the same process, is back and beating again
+    wait_for(
+        lambda: (probe.zscore(f"{namespace}:__heartbeats__", worker) or 0) > restored_ms,
+        timeout=30,
+        what="host1's worker to beat again",
+    )
+    again = f"{namespace}:again"
+    dispatch_work(client, again, 60)
+    wait_for(lambda: len(runs(probe, again)) == 60, timeout=60, what="tasks after the link came back")
+    stats = Queues(client).stats("default")
+    assert (stats.pending, stats.active) == (0, 0)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -21,6 +23,8 @@ from jobkit.services.client import Client
 from tests.support import wait_for
 from tests.support.projects import REPLICATED_JOBS
 from tests.support.replication import RedisNode
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -41,6 +45,12 @@ def make(write_yaml: Callable[..., Path], namespace: str, tmp_path: Path) -> Cal
         return open_client(settings, load_project(write_yaml(REPLICATED_JOBS)))
 
     return make
+
+
+def _in_a_fresh_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on an event loop of its own thread (the test's thread may have one already)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _on(node: RedisNode, namespace: str) -> int:
@@ -84,7 +94,7 @@ def test_a_stalled_replica_fails_the_replicated_dispatch_but_not_the_async_one(
         took = time.monotonic() - started
         assert REPLICATION_TIMEOUT_MS / 1000 - 0.1 < took < REPLICATION_TIMEOUT_MS / 1000 + 1
         with pytest.raises(NotReplicated):  # the API's asyncio path
-            asyncio.run(client.dispatch_async("test:safe"))
+            _in_a_fresh_loop(client.dispatch_async("test:safe"))
     finally:
         sleeper.join()
 
@@ -110,7 +120,7 @@ def test_the_api_path_waits_for_the_replica_too(
         refs = await asyncio.gather(*(client.dispatch_async("test:safe") for _ in range(50)))
         return [ref.id for ref in refs]
 
-    ids = asyncio.run(burst())
+    ids = _in_a_fresh_loop(burst())
 
     assert len(set(ids)) == 50
     assert _on(replica, namespace) == 50

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all up test unit lint typecheck pytest chromium wrk bench clean
+.PHONY: all up test unit lint typecheck pytest chromium databases wrk bench clean
 
 all: test
 
@@ -32,7 +32,13 @@ CHROMIUM ?= /usr/bin/chromium
 chromium:
 	test -x $(CHROMIUM) || (apt-get update -qq && apt-get install -y -qq chromium)
 
-pytest: $(STAMP) chromium
+# The export tests run on a private PostgreSQL and MariaDB that the fixtures start (Debian's binaries, run from a
+# temp dir); install the servers when missing (a run without them fails, it never skips).
+databases:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+	test -x /usr/sbin/mariadbd || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server)
+
+pytest: $(STAMP) chromium databases
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -45,7 +51,7 @@ unit: $(STAMP)
 wrk:
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
-bench: $(STAMP) wrk
+bench: $(STAMP) wrk databases
 	$(BIN)/python -m bench
 
 clean:

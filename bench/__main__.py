@@ -190,6 +190,9 @@ def main() -> int:
         from bench.search import search_line
 
         print(search_line(url))
+    from bench.durability import durability_line
+
+    print(durability_line())
     # The API and export benchmarks start their own servers and Redis.
     from bench.api import main as api_main
     from bench.export import main as export_main

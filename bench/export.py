@@ -1,55 +1,45 @@
-"""export:process streams: 1,000,000 rows to CSV, and the peak RSS growth it costs (`python -m bench.export`).
+"""export:process streams: 1,000,000 rows to CSV and to xlsx from SQLite, PostgreSQL and MariaDB, and the peak RSS
+growth each costs (`python -m bench.export`).
 
-The database is filled in a child process, so this process's peak RSS measures the export alone.
+The servers are the tests' private ones (tests/support/databases.py); each database fills itself, and each export
+runs in a fresh process that resets its peak RSS after its imports (tests/support/export_rss.py), so the figure is
+what the rows cost.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import resource
-import sqlite3
 import tempfile
-import time
-from contextlib import closing
 from pathlib import Path
 
-from jobkit.builtin.exports import run_export
-from jobkit.config.model import ExportSpec
-from jobkit.config.settings import Settings
+from tests.support.databases import KINDS, MariaDbServer, PostgresServer, fill_posts, make_database
+from tests.support.export_rss import measure
 
 ROWS = 1_000_000
-SQL = "SELECT id, user_id, title, created_at FROM posts WHERE id > :after ORDER BY id"
-
-
-def fill(path: Path, rows: int = ROWS) -> None:
-    with closing(sqlite3.connect(path)) as connection, connection:
-        connection.execute("CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER, title TEXT, created_at TEXT)")
-        connection.executemany(
-            "INSERT INTO posts VALUES (?, ?, ?, ?)",
-            ((i, i % 1000, f"Post number {i}, about things", "2025-01-01 12:00:00") for i in range(1, rows + 1)),
-        )
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+FORMATS = ("csv", "excel")
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="jk-bench-export-") as directory:
-        data = Path(directory)
-        child = multiprocessing.get_context("spawn").Process(target=fill, args=(data / "bench.db",))
-        child.start()
-        child.join()
-        settings = Settings(data_dir=data, database_url=f"sqlite:///{data / 'bench.db'}")
-        before = peak_rss_mb()
-        start = time.perf_counter()
-        result = run_export(settings, ExportSpec("bench", SQL), "csv", {"after": 0}, "bench.csv")
-        took = time.perf_counter() - start
-        growth = peak_rss_mb() - before
-    print(
-        f"export: {result.rows:,} rows to CSV ({result.bytes / 1e6:.0f} MB) in {took:.1f}s "
-        f"({result.rows / took:,.0f} rows/s), peak RSS growth {growth:.1f} MB"
-    )
+    postgres = PostgresServer().start()
+    mariadb = MariaDbServer().start()
+    try:
+        for kind in KINDS:
+            with (
+                tempfile.TemporaryDirectory(prefix="jk-bench-export-") as directory,
+                make_database(kind, Path(directory), postgres, mariadb) as database,
+            ):
+                fill_posts(database, rows=ROWS)
+                for export_type in FORMATS:
+                    result = measure(database.url, Path(directory) / "var", export_type)
+                    print(
+                        f"export    {kind:<10} {result['rows']:,} rows to {export_type:<5} "
+                        f"({result['bytes'] / 1e6:.0f} MB) in {result['seconds']:5.1f}s "
+                        f"({result['rows'] / result['seconds']:8,.0f} rows/s), peak RSS growth "
+                        f"{result['growth_mb']:.1f} MB",
+                        flush=True,
+                    )
+    finally:
+        postgres.stop()
+        mariadb.stop()
 
 
 if __name__ == "__main__":

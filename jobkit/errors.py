@@ -23,10 +23,12 @@ __all__ = [
     "DuplicateTask",
     "DurationError",
     "ExportError",
+    "ExportUnavailable",
     "ImportProblem",
     "InvalidRequest",
     "JobkitError",
     "MailUnavailable",
+    "NotReplicated",
     "PayloadError",
     "PeriodiqError",
     "Problem",
@@ -210,6 +212,15 @@ class UsageError(JobkitError):
 # -- built-in tasks --------------------------------------------------------------------------------------------------
 class ExportError(JobkitError, ValueError):
     """The export cannot run as asked; retrying will not help."""
+
+
+class NotReplicated(JobkitError, ConnectionError):
+    """No replica acknowledged the task in time (durability: replicated): the primary has it and runs it, unless the
+    primary fails over now; dispatch again only if a second run is acceptable."""
+
+
+class ExportUnavailable(JobkitError, ConnectionError):
+    """The database could not run the export now (down, locked, too busy); a later attempt may succeed."""
 
 
 class BadMessage(JobkitError, ValueError):

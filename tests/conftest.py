@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from jobkit.store.embedded import EmbeddedRedis
+from tests.support.databases import MariaDbServer, PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,28 @@ def redis_server() -> Iterator[EmbeddedRedis]:
     yield server
     server.stop()
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL for the whole session (started on first use), on a Unix socket in a temp dir."""
+    try:
+        server = PostgresServer().start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"cannot start PostgreSQL for the tests: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDbServer]:
+    """A private MariaDB for the whole session (started on first use), on a Unix socket in a temp dir."""
+    try:
+        server = MariaDbServer().start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"cannot start MariaDB for the tests: {exc}", pytrace=False)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

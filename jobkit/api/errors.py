@@ -24,6 +24,7 @@ from jobkit.errors import (
     DuplicateTask,
     InvalidRequest,
     JobkitError,
+    NotReplicated,
     PayloadError,
     TaskNotFound,
     TaskStateError,
@@ -92,6 +93,8 @@ def _service(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorB
         return error_response(404, str(exc))
     if isinstance(exc, TaskStateError | Conflict):
         return error_response(409, str(exc))
+    if isinstance(exc, NotReplicated):
+        return error_response(503, str(exc))  # the server's side, and the client decides whether to send again
     if isinstance(exc, PayloadError | DispatchError | InvalidRequest | JobkitError):
         return error_response(422, str(exc))  # any other refusal of a service: the input, not the server
     return _unexpected(request, exc)
@@ -127,6 +130,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     TaskNotFound: _service,
     TaskStateError: _service,
     DuplicateTask: _duplicate,
+    NotReplicated: _service,
     DispatchError: _service,
     InvalidRequest: _service,
     JobkitError: _service,

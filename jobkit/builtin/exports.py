@@ -1,9 +1,11 @@
-"""Exports: a query named under ``exports:`` in jobs.yaml, run read-only with bound parameters, streamed to a CSV,
-xlsx or PDF file under ``JOBKIT_DATA_DIR/exports`` (written to a temp file, then renamed into place).
+"""Exports: a query named under ``exports:`` in jobs.yaml, run read-only with bound parameters on ``DATABASE_URL``
+(SQLite, PostgreSQL or MySQL/MariaDB, see :mod:`jobkit.builtin.database`), streamed from a server-side cursor in
+batches to a CSV, xlsx or PDF file under ``JOBKIT_DATA_DIR/exports`` (written to a temp file, then renamed into
+place).
 
 SQL never comes from a payload: a task names a declared query and gives values for its ``:named`` parameters.
-:class:`ExportError` means the request can never succeed (unknown export, a parameter that does not bind); any other
-exception (database locked or missing) is worth a retry.
+:class:`ExportError` means the request can never succeed (unknown export, a parameter that does not bind, SQL the
+database refuses, the timeout); :class:`~jobkit.errors.ExportUnavailable` (database down, locked) is worth a retry.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
 
+from sqlalchemy.exc import DBAPIError
+
+from jobkit.builtin.database import driver_sql, failure, query_parameters, read_only
 from jobkit.config.model import ExportSpec, Project
 from jobkit.config.settings import Settings
 from jobkit.errors import DispatchError, ExportError, did_you_mean
@@ -47,12 +52,6 @@ XLSX_MAX_ROWS = 1_048_576  # Excel's sheet limit, header included
 PDF_MAX_ROWS = 100_000  # a PDF is built in memory; past this, use csv
 _FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# Literals, quoted identifiers and comments, so that a ':name' inside them is not taken for a parameter.
-_NOT_CODE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?\*/", re.DOTALL)
-_PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
-_TRANSIENT = ("locked", "busy", "disk i/o", "unable to open")
-#: How long a query waits for a writer's lock before failing with "database is locked" (then the task retries).
-BUSY_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -88,11 +87,6 @@ def _extension(export_type: object) -> str:
     if not isinstance(export_type, str) or export_type not in EXPORT_TYPES:
         raise ExportError(f"export_type: expected one of {', '.join(EXPORT_TYPES)}, found {export_type!r}")
     return EXPORT_TYPES[export_type]
-
-
-def query_parameters(sql: str) -> set[str]:
-    """The ``:named`` parameters of ``sql``."""
-    return set(_PARAMETER.findall(_NOT_CODE.sub(" ", sql)))
 
 
 def bind_parameters(spec: ExportSpec, params: object, user_id: int | str | None) -> dict[str, Any]:
@@ -150,43 +144,22 @@ def export_payload(
     return {"user_id": user_id, "export_type": export_type, "export": export, "params": params or {}, "filename": name}
 
 
-def connect_read_only(settings: Settings) -> sqlite3.Connection:
-    """A read-only connection to ``DATABASE_URL`` (the file must exist)."""
-    path = settings.database_path
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the export database {str(path)!r} does not exist (set DATABASE_URL=sqlite:///path/to/app.db, "
-            "or run `jobkit up` to create the demo database)"
-        )
-    connection = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
-    connection.execute("PRAGMA query_only = ON")
-    return connection
-
-
 def run_export(
     settings: Settings, spec: ExportSpec, export_type: str, params: Mapping[str, Any], filename: str
 ) -> ExportResult:
-    """Run ``spec`` and write its rows to ``data_dir/exports/<filename>`` atomically."""
+    """Run ``spec`` in a read-only transaction and write its rows to ``data_dir/exports/<filename>`` atomically."""
     check_filename(filename, export_type)
     target = settings.data_dir / "exports" / filename
-    with closing(connect_read_only(settings)) as connection:
+    with read_only(settings, spec) as connection:
         try:
-            cursor = connection.execute(spec.sql, dict(params))
-        except (sqlite3.ProgrammingError, sqlite3.InterfaceError) as exc:
-            raise ExportError(f"export {spec.name!r}: {exc}") from None
-        except sqlite3.OperationalError as exc:
-            if any(word in str(exc).lower() for word in _TRANSIENT):
-                raise
-            raise ExportError(f"export {spec.name!r} failed: {exc} (check its sql in jobs.yaml)") from None
-        columns = [column[0] for column in cursor.description or ()]
-        with _atomic(target) as stream:
-            rows = _WRITERS[export_type](columns, _batches(cursor), stream)
+            result = connection.execution_options(stream_results=True, max_row_buffer=BATCH_ROWS).exec_driver_sql(
+                driver_sql(spec.sql, settings.database_kind), dict(params)
+            )
+            with result, _atomic(target) as stream:
+                rows = _WRITERS[export_type](list(result.keys()), result.partitions(BATCH_ROWS), stream)
+        except DBAPIError as exc:
+            raise failure(exc, settings, spec) from None
     return ExportResult(path=target, rows=rows, bytes=target.stat().st_size)
-
-
-def _batches(cursor: sqlite3.Cursor) -> Iterator[list[Any]]:
-    while batch := cursor.fetchmany(BATCH_ROWS):
-        yield batch
 
 
 @contextmanager
@@ -210,7 +183,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _write_csv(columns: list[str], batches: Iterator[list[Any]], stream: IO[bytes]) -> int:
+def _write_csv(columns: list[str], batches: Iterator[Sequence[Sequence[Any]]], stream: IO[bytes]) -> int:
     text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
     writer = csv.writer(text)
     writer.writerow(columns)
@@ -224,7 +197,7 @@ def _write_csv(columns: list[str], batches: Iterator[list[Any]], stream: IO[byte
     return rows
 
 
-def _write_xlsx(columns: list[str], batches: Iterator[list[Any]], stream: IO[bytes]) -> int:
+def _write_xlsx(columns: list[str], batches: Iterator[Sequence[Sequence[Any]]], stream: IO[bytes]) -> int:
     from openpyxl import Workbook  # type: ignore[import-untyped]
     from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped]
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-untyped]
@@ -233,7 +206,7 @@ def _write_xlsx(columns: list[str], batches: Iterator[list[Any]], stream: IO[byt
     sheet = workbook.create_sheet("export")
 
     def cell(value: Any) -> Any:
-        if value is None or isinstance(value, int | float):
+        if value is None or isinstance(value, int | float | Decimal):
             return value
         text = ILLEGAL_CHARACTERS_RE.sub("", _text(value))
         result = WriteOnlyCell(sheet, value=text)
@@ -252,7 +225,7 @@ def _write_xlsx(columns: list[str], batches: Iterator[list[Any]], stream: IO[byt
     return rows
 
 
-def _write_pdf(columns: list[str], batches: Iterator[list[Any]], stream: IO[bytes]) -> int:
+def _write_pdf(columns: list[str], batches: Iterator[Sequence[Sequence[Any]]], stream: IO[bytes]) -> int:
     from fpdf import FPDF
 
     pdf = FPDF(orientation="L", format="A4")
@@ -309,6 +282,7 @@ def ensure_demo_database(settings: Settings) -> Path | None:
     if settings.database_url is not None:
         return None
     path = settings.database_path
+    assert path is not None  # no DATABASE_URL: the data dir's SQLite file
     if path.exists():
         return path
     private_directory(path.parent)

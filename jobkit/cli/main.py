@@ -18,6 +18,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from jobkit.bootstrap import open_client
+from jobkit.builtin.database import check_exports
 from jobkit.cli.ops import add_commands
 from jobkit.cli.processes import add_process_commands
 from jobkit.cli.project import enter_project, load_settings, project_of, schedule_file
@@ -57,6 +58,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{settings.schedules_path}: not found (nothing is scheduled from a file)")
     else:
         print(f"{settings.schedules_path}: ok ({len(schedules.schedules)} schedules)")
+    if args.db:
+        database_problems = check_exports(settings, project.exports)
+        if database_problems:
+            raise ConfigError(database_problems)
+        print(f"{settings.database_shown}: ok ({len(project.exports)} exports compiled by the database)")
     return 0
 
 
@@ -181,9 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("check", help="validate jobs.yaml and schedules.yaml; exit 0 ok, 1 config errors").set_defaults(
-        func=cmd_check
+    check = sub.add_parser("check", help="validate jobs.yaml and schedules.yaml; exit 0 ok, 1 config errors")
+    check.add_argument(
+        "--db", action="store_true", help="also have DATABASE_URL's database compile each declared export"
     )
+    check.set_defaults(func=cmd_check)
     add_scaffold_commands(sub)
     add_process_commands(sub)
 

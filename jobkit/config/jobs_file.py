@@ -14,6 +14,8 @@ import yaml
 from jobkit.config.alerts_file import parse_alerts
 from jobkit.config.imports import ensure_import_path, import_exception, import_handler
 from jobkit.config.model import (
+    DEFAULT_DURABILITY,
+    DEFAULT_EXPORT_TIMEOUT,
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_QUEUE,
     DEFAULT_RETENTION,
@@ -44,7 +46,8 @@ _READ_ONLY_START = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
 
 TOP_KEYS = ["queues", "priority", "worker", "defaults", "tasks", "exports", "workflows", "alerts", "max_payload"]
 WORKER_KEYS = ["processes", "threads", "shutdown_timeout"]
-POLICY_KEYS = ["queue", "max_retries", "backoff", "timeout", "retention", "retry_on", "skip_retry_on"]
+POLICY_KEYS = ["queue", "max_retries", "backoff", "timeout", "retention", "retry_on", "skip_retry_on", "durability"]
+DURABILITIES = ["async", "replicated"]
 # Flow control (issue 8), per task only: a default uniqueness or rate would silently couple unrelated tasks.
 FLOW_KEYS = ["unique", "unique_key", "rate_limit", "concurrency"]
 TASK_KEYS = ["handler", *POLICY_KEYS, "api", *FLOW_KEYS, "sensitive", "max_payload"]
@@ -66,6 +69,7 @@ _BUILTIN_POLICY: dict[str, Any] = {
     "retention": DEFAULT_RETENTION,
     "retry_on": DEFAULT_RETRY.retry_on,
     "skip_retry_on": DEFAULT_RETRY.skip_retry_on,
+    "durability": DEFAULT_DURABILITY,
 }
 
 
@@ -235,6 +239,12 @@ class _Loader:
                 value = self.sensitive(item.node, key_path)
             elif item.key == "max_payload":
                 value = self.r.size(item.node, key_path)
+            elif item.key == "durability":
+                value = self.r.text(item.node, key_path)
+                if value is not None and value not in DURABILITIES:
+                    hint = did_you_mean(value, DURABILITIES) or "async or replicated"
+                    self.r.problem(item.node, key_path, f"unknown durability {value!r}", hint)
+                    value = None
             if value is not None:
                 policy.values[item.key] = value
                 policy.nodes[item.key] = item.node
@@ -328,6 +338,7 @@ class _Loader:
                 concurrency=own.values.get("concurrency"),
                 sensitive=sensitive,
                 max_payload=own.values.get("max_payload", self.max_payload),
+                durability=values["durability"],
             )
             if "unique_key" in own.values and "unique" not in own.values:
                 self.r.problem(
@@ -362,7 +373,7 @@ class _Loader:
             if not _EXPORT_NAME.fullmatch(item.key):
                 self.r.problem(item.key_node, path, "invalid export name", "use letters, digits, '_' and '-'")
                 continue
-            options = self.r.mapping(item.node, path, ["sql"])
+            options = self.r.mapping(item.node, path, ["sql", "timeout"])
             if "sql" not in options:
                 if isinstance(item.node, yaml.MappingNode):
                     self.r.problem(item.key_node, f"{path}.sql", "missing", "a SELECT with :named parameters")
@@ -375,7 +386,14 @@ class _Loader:
                     options["sql"].node, f"{path}.sql", "must be a read-only query", "start with SELECT or WITH"
                 )
                 continue
-            exports[item.key] = ExportSpec(item.key, sql)
+            timeout = DEFAULT_EXPORT_TIMEOUT
+            if "timeout" in options:
+                given = self.r.duration(options["timeout"].node, f"{path}.timeout", minimum=timedelta(milliseconds=1))
+                if given is None:
+                    continue
+                timeout = given
+            mark = options["sql"].node.start_mark
+            exports[item.key] = ExportSpec(item.key, sql, timeout, where=(self.r.file, mark.line + 1, mark.column + 1))
         return exports
 
     # -- flow control (issue 8) -------------------------------------------------------------------------------------

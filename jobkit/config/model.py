@@ -14,15 +14,19 @@ from typing import Any, Literal
 
 __all__ = [
     "DEFAULT_COOLDOWN",
+    "DEFAULT_DURABILITY",
+    "DEFAULT_EXPORT_TIMEOUT",
     "DEFAULT_MAX_PAYLOAD",
     "DEFAULT_QUEUE",
     "DEFAULT_RETENTION",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
     "DRAMATIQ_RETRY",
+    "REPLICATION_TIMEOUT",
     "AlertChannel",
     "AlertKind",
     "AlertRule",
+    "Durability",
     "ExportSpec",
     "PriorityMode",
     "Project",
@@ -38,6 +42,7 @@ __all__ = [
 ]
 
 PriorityMode = Literal["weighted", "strict"]
+Durability = Literal["async", "replicated"]
 
 DEFAULT_QUEUE = "default"
 """The queue of a task that names none, when ``defaults.queue`` is not set either."""
@@ -49,6 +54,12 @@ DEFAULT_MAX_PAYLOAD = 1024 * 1024
 """The largest payload a task takes, in bytes of JSON (1 MiB), unless jobs.yaml sets ``max_payload``."""
 DEFAULT_COOLDOWN = timedelta(minutes=10)
 """After an alert, its rule stays silent this long unless it sets ``cooldown``."""
+DEFAULT_DURABILITY: Durability = "async"
+"""A dispatch returns once the primary has the task (Redis replicates asynchronously)."""
+REPLICATION_TIMEOUT = timedelta(seconds=2)
+"""``durability: replicated``: how long a dispatch waits for a replica's acknowledgement (``WAIT``) before it fails."""
+DEFAULT_EXPORT_TIMEOUT = timedelta(minutes=5)
+"""An export's query is cancelled by the database after this long unless it sets ``timeout``."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,9 @@ class TaskSpec:
     """Payload paths (``token``, ``headers.authorization``, ``url.query``) sealed at rest and shown as "***"."""
     max_payload: int = DEFAULT_MAX_PAYLOAD
     """The largest payload accepted, in bytes of JSON."""
+    durability: Durability = DEFAULT_DURABILITY
+    """``replicated``: a dispatch returns its id only once a replica has the task (``WAIT 1``); ``async`` trusts
+    Redis's asynchronous replication (a fail-over can lose a task whose id was returned)."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,10 @@ class ExportSpec:
     name: str
     sql: str
     """A read-only query with ``:named`` parameters; never taken from a request."""
+    timeout: timedelta = DEFAULT_EXPORT_TIMEOUT
+    """The database cancels the query after this long (its statement timeout)."""
+    where: tuple[str, int, int] | None = field(default=None, compare=False)
+    """``(file, line, column)`` of the ``sql`` value in jobs.yaml, for ``jobkit check --db``."""
 
 
 # -- alerts ----------------------------------------------------------------------------------------------------------

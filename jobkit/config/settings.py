@@ -17,7 +17,7 @@ from jobkit.config.logs import LOG_FORMATS, LogFormat
 from jobkit.durations import parse_duration
 from jobkit.errors import DurationError, SettingsError, did_you_mean
 
-__all__ = ["Settings"]
+__all__ = ["DatabaseKind", "Settings", "masked_url"]
 
 _NAMESPACE = re.compile(r"[a-zA-Z0-9_.-]+")
 # The embedded Redis listens on a socket in the data dir; its path must fit sun_path (108 bytes on Linux).
@@ -28,6 +28,7 @@ _SMTP_TLS = {"starttls": "starttls", "true": "starttls", "tls": "tls", "ssl": "t
 
 MailMailer = Literal["file", "smtp", "sendgrid"]
 MAIL_MAILERS: tuple[MailMailer, ...] = ("file", "smtp", "sendgrid")
+DatabaseKind = Literal["sqlite", "postgresql", "mysql"]
 SmtpTls = Literal["starttls", "tls", "none"]
 SENDGRID_API_URL = "https://api.sendgrid.com"
 # What an API key may hold: it goes into an HTTP header, so no spaces, line breaks or non-ASCII characters.
@@ -74,17 +75,55 @@ def _log_format(env: Mapping[str, str]) -> LogFormat:
     raise SettingsError(f"JOBKIT_LOG_FORMAT={raw!r}: expected text or json" + (f" ({close})" if close else ""))
 
 
+#: DATABASE_URL's schemes: the kind of database and the one driver jobkit ships for it (``postgresql+psycopg://``).
+_DATABASE_SCHEMES: dict[str, tuple[DatabaseKind, str]] = {
+    "sqlite": ("sqlite", "pysqlite"),
+    "postgresql": ("postgresql", "psycopg"),
+    "postgres": ("postgresql", "psycopg"),
+    "mysql": ("mysql", "pymysql"),
+    "mariadb": ("mysql", "pymysql"),
+}
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+_DATABASE_EXAMPLES = (
+    "expected sqlite:///var/app.db (relative path), sqlite:////srv/app.db (absolute), "
+    "postgresql://user:password@host/app or mysql://user:password@host/app (mariadb:// too)"
+)
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password (if any, in the authority or as ``?password=``) shown as ``***``: the only form
+    of a URL that goes in a message."""
+    url = _PASSWORD_PARAMETER.sub(r"\1***", url)
+    scheme, separator, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")  # the last '@': a password may hold '/', '?' or '@' unencoded
+    if not separator or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
 def _database_url(env: Mapping[str, str]) -> str | None:
     url = env.get("DATABASE_URL", "").strip()
     if not url:
         return None
-    if not url.startswith("sqlite:///") or url == "sqlite:///":
-        parts = urlsplit(url)
-        shown = url.replace(f":{parts.password}@", ":***@") if parts.password else url
+    shown = masked_url(url)
+    scheme, separator, rest = url.partition("://")
+    name, _, driver = scheme.lower().partition("+")
+    if not separator or name not in _DATABASE_SCHEMES:
+        raise SettingsError(f"DATABASE_URL={shown!r}: {_DATABASE_EXAMPLES}")
+    shipped = _DATABASE_SCHEMES[name][1]
+    if driver and driver != shipped:
         raise SettingsError(
-            f"DATABASE_URL={shown!r}: expected a SQLite URL like sqlite:///var/app.db (relative) "
-            "or sqlite:////srv/app.db (absolute)"
+            f"DATABASE_URL={shown!r}: jobkit reads {name} through {shipped}, not {driver} "
+            f"(write {name}:// or {name}+{shipped}://)"
         )
+    if name == "sqlite":
+        if not rest.startswith("/") or rest == "/":
+            raise SettingsError(f"DATABASE_URL={shown!r}: {_DATABASE_EXAMPLES}")
+        return url
+    try:
+        urlsplit(url).port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise SettingsError(f"DATABASE_URL={shown!r}: the port is not a number between 1 and 65535") from None
     return url
 
 
@@ -142,6 +181,9 @@ class Settings:
     """``REDIS_SENTINELS`` as ``host:port,host:port``; used with ``REDIS_SENTINEL_MASTER``."""
     sentinel_master: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
+    """``REDIS_PASSWORD`` with Sentinel: the password of the master (and replicas) Sentinel names."""
+    sentinel_auth: str | None = field(default=None, repr=False)
+    """``REDIS_SENTINEL_PASSWORD``: the Sentinels' own password (their ``requirepass``); None when they have none."""
     jobs_path: Path = Path("jobs.yaml")
     schedules_path: Path = Path("schedules.yaml")
     data_dir: Path = Path("var")
@@ -169,7 +211,8 @@ class Settings:
     """``SENDGRID_CA_BUNDLE``: a PEM file of the CAs to trust for the API instead of the default ones (a
     TLS-inspecting proxy, a test stand-in); None: the usual bundle."""
     database_url: str | None = field(default=None, repr=False)
-    """``DATABASE_URL`` for exports (``sqlite:///path``); None means ``data_dir/app.db``."""
+    """``DATABASE_URL`` for exports: ``sqlite:///path``, ``postgresql://…`` or ``mysql://``/``mariadb://…`` (a
+    SQLAlchemy URL; may carry a password); None means the SQLite file ``data_dir/app.db``."""
     webhook_secret: str | None = field(default=None, repr=False)
     """``WEBHOOK_SECRET``: key of the HMAC-SHA256 signature on webhook notifications."""
     cleanup_roots: tuple[Path, ...] = ()
@@ -246,6 +289,7 @@ class Settings:
             sentinels=tuple(sentinels),
             sentinel_master=master,
             sentinel_password=env.get("REDIS_PASSWORD") or None if sentinels else None,
+            sentinel_auth=env.get("REDIS_SENTINEL_PASSWORD") or None if sentinels else None,
             jobs_path=Path(env.get("JOBKIT_JOBS", "").strip() or "jobs.yaml"),
             schedules_path=Path(env.get("JOBKIT_SCHEDULES", "").strip() or "schedules.yaml"),
             data_dir=Path(env.get("JOBKIT_DATA_DIR", "").strip() or "var"),
@@ -273,11 +317,26 @@ class Settings:
         )
 
     @property
-    def database_path(self) -> Path:
-        """The SQLite file exports read: ``DATABASE_URL``'s path, or ``data_dir/app.db``."""
+    def database_kind(self) -> DatabaseKind:
+        """What ``DATABASE_URL`` points at: ``sqlite``, ``postgresql`` or ``mysql`` (MySQL and MariaDB)."""
+        if self.database_url is None:
+            return "sqlite"
+        name = self.database_url.partition("://")[0].lower().partition("+")[0]
+        return _DATABASE_SCHEMES[name][0]
+
+    @property
+    def database_path(self) -> Path | None:
+        """The SQLite file exports read: ``DATABASE_URL``'s path, or ``data_dir/app.db``; None for a server."""
         if self.database_url is None:
             return self.data_dir / "app.db"
-        return Path(self.database_url.removeprefix("sqlite:///"))
+        if self.database_kind != "sqlite":
+            return None
+        return Path(self.database_url.partition("://")[2].removeprefix("/"))
+
+    @property
+    def database_shown(self) -> str:
+        """``DATABASE_URL`` fit for a message: the password masked."""
+        return masked_url(self.database_url) if self.database_url else f"sqlite:///{self.data_dir / 'app.db'}"
 
     @property
     def cleanup_dirs(self) -> tuple[Path, ...]:

@@ -39,10 +39,11 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware, MiddlewareError
 
-from jobkit.config.model import DEFAULT_RETENTION
+from jobkit.config.model import DEFAULT_RETENTION, REPLICATION_TIMEOUT
 from jobkit.engine.messages import UNIQUE_OPTION, Claim, Outgoing, Refused
 from jobkit.engine.running import CANCELED_OPTION
 from jobkit.engine.work_queue import WorkQueue
+from jobkit.errors import NotReplicated
 from jobkit.store.connection import async_twin
 from jobkit.store.keys import Keys
 from jobkit.store.scripts import Scripts, script_source
@@ -73,6 +74,7 @@ BUSY_POLL_S = 0.25
 #: A start marker waits at most this long for another call to ride along with.
 START_FLUSH_S = 0.05
 _DEFAULT_RETENTION_MS = int(DEFAULT_RETENTION.total_seconds() * 1000)
+REPLICATION_TIMEOUT_MS = int(REPLICATION_TIMEOUT.total_seconds() * 1000)
 
 
 class JobkitBroker(RedisBroker):
@@ -163,9 +165,19 @@ class JobkitBroker(RedisBroker):
 
     def send(self, outgoing: Outgoing) -> tuple[Message[Any], Refused | None]:
         """Store ``outgoing`` unless one of its claims is held: returns the message as stored, and None or the
-        claim that refused it (then nothing was enqueued)."""
+        claim that refused it (then nothing was enqueued). A replicated send returns only once a replica has it,
+        and raises :class:`~jobkit.errors.NotReplicated` when none acknowledges it in time."""
         message, command, args = self._prepare(outgoing)
-        result = self._call(command, message.queue_name, args)
+        if not outgoing.replicated:
+            result = self._call(command, message.queue_name, args)
+        else:
+            # WAIT counts the replicas that have every write this connection made: the script's, in one pipeline.
+            pipe = self.client.pipeline(transaction=False)
+            self.lua.call("broker", *self._header(command, message.queue_name, args), client=pipe)
+            pipe.execute_command("WAIT", 1, REPLICATION_TIMEOUT_MS)
+            result, replicas = pipe.execute()
+            if int(replicas) < 1 and result == 1:
+                raise NotReplicated(_not_replicated(message))
         return self._sent(outgoing, message, result)
 
     async def send_async(self, outgoing: Outgoing) -> tuple[Message[Any], Refused | None]:
@@ -180,7 +192,11 @@ class JobkitBroker(RedisBroker):
         if self._batcher is None:
             return await asyncio.to_thread(self.send, outgoing)
         message, command, args = self._prepare(outgoing)
-        result = await self._batcher.call(self._header(command, message.queue_name, args))
+        result, replicas = await self._batcher.call(
+            self._header(command, message.queue_name, args), outgoing.replicated
+        )
+        if outgoing.replicated and replicas < 1 and result == 1:
+            raise NotReplicated(_not_replicated(message))
         return self._sent(outgoing, message, result)
 
     def send_many(self, outgoings: list[Outgoing]) -> list[tuple[Message[Any], Refused | None]]:
@@ -332,6 +348,14 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _not_replicated(message: Message[Any]) -> str:
+    return (
+        f"{message.actor_name} {message.message_id}: no replica acknowledged the task within "
+        f"{REPLICATION_TIMEOUT_MS} ms (durability: replicated); the primary has it and runs it unless it fails over "
+        "now, so dispatch again only if a second run is acceptable"
+    )
+
+
 def _claim_args(claims: tuple[Claim, ...]) -> list[Any]:
     if not claims:
         return []
@@ -349,33 +373,44 @@ class _Batcher:
         self.script = script
         self.keys = keys
         self.waiting: list[tuple[list[Any], asyncio.Future[Any]]] = []
+        self.replicated = False
 
-    async def call(self, args: list[Any]) -> Any:
+    async def call(self, args: list[Any], replicated: bool = False) -> tuple[Any, int]:
+        """The script's result, and how many replicas acknowledged the batch (0 unless ``replicated`` asked)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self.waiting.append((args, future))
+        self.replicated = self.replicated or replicated
         if len(self.waiting) == 1:
             loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
-        return await future
+        answer: tuple[Any, int] = await future
+        return answer
 
     async def _flush(self) -> None:
         batch, self.waiting = self.waiting, []
+        replicated, self.replicated = self.replicated, False
         try:
             pipe = self.script.registered_client.pipeline(transaction=False)
             for args, _ in batch:
                 await self.script(keys=self.keys, args=args, client=pipe)
+            if replicated:  # one WAIT after the batch covers every write before it on this connection
+                pipe.execute_command("WAIT", 1, REPLICATION_TIMEOUT_MS)
             results = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # the connection failed: every call in the batch sees it
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
+        replicas = 0
+        if replicated:
+            acknowledged = results.pop()
+            replicas = acknowledged if isinstance(acknowledged, int) else 0
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 if isinstance(result, Exception):
                     future.set_exception(result)
                 else:
-                    future.set_result(result)
+                    future.set_result((result, replicas))
 
 
 class JobkitConsumer(Consumer):

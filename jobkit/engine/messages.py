@@ -96,6 +96,8 @@ class Outgoing:
     instead of copying it (Dramatiq's ``enqueue`` copies, since its caller keeps the message)."""
     retry: bool = False
     """A failed attempt's retry: with a delay it waits in the queue's retry set instead of the scheduled one."""
+    replicated: bool = False
+    """``durability: replicated``: the send returns only once a replica acknowledged it (``WAIT``)."""
 
     @property
     def task(self) -> str:
@@ -220,7 +222,7 @@ class MessageBuilder:
         message: Message[Any] = Message(
             queue_name=queue_name, actor_name=task, args=(), kwargs=payload, options=message_options
         )
-        return Outgoing(message, delay_ms, claims, fresh=True)
+        return Outgoing(message, delay_ms, claims, fresh=True, replicated=spec.durability == "replicated")
 
     def seal(self, spec: TaskSpec, payload: dict[str, Any]) -> dict[str, Any]:
         """``payload`` with ``spec``'s sensitive fields sealed."""

@@ -32,7 +32,13 @@ def connect(settings: Settings) -> redis.Redis:
     """A client for ``REDIS_URL`` (or the embedded Redis), or for the master that Sentinel names."""
     if settings.sentinels:
         password = settings.sentinel_password
-        sentinel = Sentinel(list(settings.sentinels), password=password, socket_timeout=2.0)
+        # redis-py sends the Sentinels only socket options unless told: their own password goes in sentinel_kwargs.
+        to_sentinels: dict[str, Any] = {"socket_timeout": 2.0}
+        if settings.sentinel_auth:
+            to_sentinels["password"] = settings.sentinel_auth
+        sentinel = Sentinel(
+            list(settings.sentinels), password=password, socket_timeout=2.0, sentinel_kwargs=to_sentinels
+        )
         client: redis.Redis = sentinel.master_for(
             settings.sentinel_master or "mymaster", password=password, socket_timeout=5.0
         )

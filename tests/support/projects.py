@@ -201,3 +201,21 @@ workflows:
           - {task: dash:echo, payload: {value: "{{ prev }}"}}
           - {task: dash:limited, payload: {value: "{{ prev }}"}}
 """
+
+#: durability: one task that waits for a replica's acknowledgement, one that does not (the fail-over tests).
+REPLICATED_JOBS = """
+queues:
+  default: {weight: 1}
+  load: {weight: 1}
+defaults:
+  queue: default
+  max_retries: 3
+  backoff: {min: 100ms, max: 400ms}
+  timeout: 10s
+tasks:
+  test:safe: {handler: "tests.handlers:noop", durability: replicated, api: true}
+  test:fast: {handler: "tests.handlers:noop", api: true}
+  test:safe_load: {handler: "tests.handlers:noop", durability: replicated, queue: load}
+  test:fast_load: {handler: "tests.handlers:noop", queue: load}
+  test:record: {handler: "tests.handlers:record", api: true}
+"""

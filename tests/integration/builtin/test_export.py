@@ -1,4 +1,6 @@
-"""export:process on a real worker: the bytes of each format, and what is refused (never SQL from a payload)."""
+"""export:process on a real worker: the bytes of each format on SQLite, PostgreSQL and MariaDB, the read-only
+transaction and the statement timeout each database enforces, memory while streaming a million rows, and what is
+refused (never SQL from a payload)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import csv
 import io
 import re
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -14,17 +18,35 @@ import dramatiq
 import pytest
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 from pypdf import PdfReader
+from sqlalchemy.exc import DBAPIError
 
 from jobkit import jobs
-from jobkit.builtin import exports
-from jobkit.builtin.exports import bind_parameters, connect_read_only, ensure_demo_database, query_parameters
+from jobkit.builtin import database as database_module
+from jobkit.builtin.database import read_only
+from jobkit.builtin.exports import bind_parameters, ensure_demo_database, query_parameters, run_export
 from jobkit.config.jobs_file import load_project
+from jobkit.config.model import ExportSpec, Project
 from jobkit.config.settings import Settings
 from jobkit.engine.broker import JobkitBroker
 from jobkit.errors import DispatchError, ExportError, PayloadError
 from jobkit.services.client import Client
 from tests.support import ROOT, wait_for
-from tests.support.projects import POSTS
+from tests.support.databases import KINDS, SLOW_SQL, WRITE_SQL, Database, fill_posts
+from tests.support.export_rss import measure
+from tests.support.projects import BUILTIN_JOBS, POSTS
+
+#: On SQLite, PostgreSQL and MariaDB: ``@every_database`` on a test that uses the ``database`` fixture.
+every_database = pytest.mark.parametrize("database", KINDS, indirect=True)
+
+
+@pytest.fixture
+def project(write_yaml: Callable[..., Path], database: Database) -> Project:
+    """The built-in tasks and exports, plus two that only the database can stop: a write and a slow query."""
+    extra = (
+        f"  sneaky_write:\n    sql: {WRITE_SQL[database.kind]!r}\n"
+        f"  slow_count:\n    sql: {SLOW_SQL!r}\n    timeout: 1s\n"
+    )
+    return load_project(write_yaml(BUILTIN_JOBS + extra))
 
 
 def exported(settings: Settings, filename: str) -> Path:
@@ -32,6 +54,7 @@ def exported(settings: Settings, filename: str) -> Path:
     return cast(Path, wait_for(lambda: path if path.exists() else None, what=f"the export {filename}"))
 
 
+@every_database
 def test_csv_has_the_header_and_rows_quoted_as_rfc_4180(client: Client, worker: dramatiq.Worker) -> None:
     client.dispatch("export:process", export_type="csv", export="all_posts", filename="posts.csv")
 
@@ -47,6 +70,7 @@ def test_csv_has_the_header_and_rows_quoted_as_rfc_4180(client: Client, worker: 
     assert [p.name for p in path.parent.iterdir()] == ["posts.csv"]  # no temp file left behind
 
 
+@every_database
 def test_user_id_binds_the_query_and_names_the_default_file(client: Client, worker: dramatiq.Worker) -> None:
     ref = jobs.process_export(1, "csv", "posts_by_user", {})
 
@@ -58,6 +82,7 @@ def test_user_id_binds_the_query_and_names_the_default_file(client: Client, work
     assert [row[0] for row in rows[1:]] == ["1", "2", "4"]  # user 1's posts only
 
 
+@every_database
 def test_xlsx_reads_back_with_the_same_rows_and_text_is_never_a_formula(
     client: Client, worker: dramatiq.Worker
 ) -> None:
@@ -72,6 +97,7 @@ def test_xlsx_reads_back_with_the_same_rows_and_text_is_never_a_formula(
     assert sheet.cell(row=4, column=3).data_type == "s"  # '=HYPERLINK(...)' stays text
 
 
+@every_database
 def test_pdf_reads_back_with_the_rows(client: Client, worker: dramatiq.Worker) -> None:
     client.dispatch("export:process", export_type="pdf", export="posts_between", params={"low": 1, "high": 3})
 
@@ -95,7 +121,8 @@ def test_pdf_reads_back_with_the_rows(client: Client, worker: dramatiq.Worker) -
         (
             {"export": "SELECT * FROM posts", "params": {}},
             "SkipRetry: export: 'SELECT * FROM posts' is not a query declared under exports: in jobs.yaml "
-            "(declared: all_posts, posts_between, posts_by_user); exports never run SQL from a payload",
+            "(declared: all_posts, posts_between, posts_by_user, slow_count, sneaky_write); exports never run SQL "
+            "from a payload",
         ),
         (
             {"export": "posts_by_user", "params": {"userid": 1}},
@@ -156,11 +183,12 @@ def test_the_helper_refuses_a_bad_filename_or_type_before_enqueueing(
 
 
 def test_a_locked_database_is_retried(
-    client: Client, worker: dramatiq.Worker, broker: JobkitBroker, database: Path, monkeypatch: pytest.MonkeyPatch
+    client: Client, worker: dramatiq.Worker, broker: JobkitBroker, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(exports, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(database_module, "BUSY_TIMEOUT_S", 0.2)
+    database_module._engines.clear()  # the engine reads the busy timeout when it connects
     # Given a writer holding an exclusive lock for longer than the export's busy timeout
-    blocker = sqlite3.connect(database, isolation_level=None)
+    blocker = sqlite3.connect(cast(Path, database.path), isolation_level=None)
     blocker.execute("PRAGMA locking_mode = EXCLUSIVE")
     blocker.execute("BEGIN EXCLUSIVE")
     try:
@@ -168,14 +196,75 @@ def test_a_locked_database_is_retried(
         dead = wait_for(lambda: broker.dead_letters("low"), timeout=20, what="the dead letter")
     finally:
         blocker.close()
-    # Then the attempt failed with a transient error (an OperationalError, not SkipRetry): with retries left it
-    # would have retried.
-    assert dead[0].options["last_error"] == "OperationalError: database is locked"
+    # Then the attempt failed with a transient error (not SkipRetry): with retries left it would have retried.
+    assert dead[0].options["last_error"] == "ExportUnavailable: export 'all_posts': database is locked"
 
 
-def test_the_connection_is_read_only(settings: Settings) -> None:
-    with connect_read_only(settings) as connection, pytest.raises(sqlite3.OperationalError, match="readonly"):
-        connection.execute("DELETE FROM posts")
+@every_database
+def test_a_declared_query_that_writes_is_refused_by_the_database(
+    client: Client, worker: dramatiq.Worker, broker: JobkitBroker, database: Database
+) -> None:
+    # Given a declared query that jobs.yaml accepts (it starts with SELECT or WITH) but that writes
+    assert client.project.exports["sneaky_write"].sql == WRITE_SQL[database.kind]
+
+    client.dispatch("export:process", export_type="csv", export="sneaky_write", filename="w.csv")
+
+    dead = wait_for(lambda: broker.dead_letters("low"), timeout=20, what="the dead letter")
+    error = dead[0].options["last_error"]
+    assert error.startswith("SkipRetry: export 'sneaky_write' tried to write and the database refused: "), error
+    assert error.endswith("(exports run in a read-only transaction; declare a query that only reads)")
+    assert dead[0].options.get("retries", 0) == 0
+    assert database.count() == len(POSTS)  # nothing was written
+    assert not (client.settings.data_dir / "exports" / "w.csv").exists()
+
+
+@every_database
+def test_the_session_refuses_any_write_statement(settings: Settings, database: Database) -> None:
+    spec = ExportSpec("direct", "SELECT 1")
+    with read_only(settings, spec) as connection, pytest.raises(DBAPIError) as raised:
+        connection.exec_driver_sql("DELETE FROM posts")
+    assert database_module._refused_write(raised.value.orig), raised.value.orig
+    assert database.count() == len(POSTS)
+
+
+@every_database
+def test_the_statement_timeout_cancels_a_slow_query(
+    client: Client, worker: dramatiq.Worker, broker: JobkitBroker, database: Database
+) -> None:
+    # Given a query of a billion joined rows, declared with timeout: 1s
+    started = time.monotonic()
+    client.dispatch("export:process", export_type="csv", export="slow_count", filename="slow.csv")
+
+    dead = wait_for(lambda: broker.dead_letters("low"), timeout=30, what="the dead letter")
+
+    took = time.monotonic() - started
+    assert dead[0].options["last_error"] == (
+        "SkipRetry: export 'slow_count' ran longer than its timeout of 1s and the database cancelled it (narrow the "
+        "query, index it, or raise exports.slow_count.timeout in jobs.yaml)"
+    )
+    assert took < 10, f"cancelled after {took:.1f}s"
+
+
+@every_database
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("export_type", ["csv", "excel"])
+def test_a_million_rows_stream_in_under_100_mb(
+    database: Database, tmp_path: Path, export_type: str, record_property: Callable[[str, object], None]
+) -> None:
+    # Given a million posts (the database fills itself)
+    database.execute(
+        ["DROP TABLE posts"] if database.kind == "sqlite" else ["DROP FUNCTION bump_posts", "DROP TABLE posts"]
+    )
+    fill_posts(database, rows=1_000_000)
+
+    # When a fresh process exports them all
+    result = measure(database.url, tmp_path / "var", export_type)
+
+    record_property("export", result)
+    print(f"{database.kind} {export_type}: {result}")
+    assert result["rows"] == 1_000_000
+    assert result["growth_mb"] < 100, result
 
 
 def test_query_parameters_ignore_literals_and_comments() -> None:
@@ -198,6 +287,7 @@ def test_the_demo_database_serves_the_shipped_posts_by_user_export(tmp_path: Pat
     assert path == tmp_path / "var" / "app.db"
     assert ensure_demo_database(settings) == path  # idempotent
     assert ensure_demo_database(replace(settings, database_url="sqlite:///elsewhere.db")) is None
-    with connect_read_only(settings) as connection:
-        rows = connection.execute(spec.sql, {"user_id": 1}).fetchall()
-    assert [row[1] for row in rows][:1] == ["Hello, jobkit"]
+    result = run_export(settings, spec, "csv", {"user_id": 1}, "demo.csv")
+    rows = list(csv.reader(io.StringIO(result.path.read_text(), newline="")))
+    assert rows[0] == ["id", "title", "created_at"]
+    assert rows[1][1] == "Hello, jobkit"

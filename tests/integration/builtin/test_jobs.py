@@ -139,9 +139,10 @@ def test_mail_and_database_settings_from_the_environment() -> None:
         ({"SMTP_PORT": "smtp"}, "SMTP_PORT='smtp': expected a port number between 1 and 65535"),
         ({"MAIL_FROM": "nobody"}, "MAIL_FROM='nobody': expected an address like noreply@example.com"),
         (
-            {"DATABASE_URL": "postgresql://app:secret@db/app"},
-            "DATABASE_URL='postgresql://app:***@db/app': expected a SQLite URL like sqlite:///var/app.db (relative) "
-            "or sqlite:////srv/app.db (absolute)",
+            {"DATABASE_URL": "oracle://app:secret@db/app"},
+            "DATABASE_URL='oracle://app:***@db/app': expected sqlite:///var/app.db (relative path), "
+            "sqlite:////srv/app.db (absolute), postgresql://user:password@host/app or mysql://user:password@host/app "
+            "(mariadb:// too)",
         ),
         (
             {"JOBKIT_CLEANUP_ROOTS": "var/exports,/"},

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from jobkit.config.settings import Settings
+from jobkit.config.settings import Settings, masked_url
 from jobkit.errors import SettingsError
 
 
@@ -123,3 +123,62 @@ def test_a_broken_key_is_refused_without_showing_it() -> None:
         Settings.from_env({"MAIL_MAILER": "sendgrid", "SENDGRID_API_KEY": "SG.top\nsecret"}, dotenv=None)
     assert str(raised.value).startswith("SENDGRID_API_KEY: the key holds spaces, line breaks or non-ASCII")
     assert "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "path"),
+    [
+        ("sqlite:///var/app.db", "sqlite", "var/app.db"),
+        ("sqlite:////srv/app.db", "sqlite", "/srv/app.db"),
+        ("postgresql://app:secret@db.internal:5432/app", "postgresql", None),
+        ("postgresql+psycopg://app@/app?host=/run/postgresql", "postgresql", None),
+        ("postgres://app:secret@db/app", "postgresql", None),
+        ("mysql://app:secret@db/app", "mysql", None),
+        ("mariadb+pymysql://app:secret@db/app?unix_socket=/run/mysqld/mysqld.sock", "mysql", None),
+    ],
+)
+def test_database_url_takes_sqlite_postgresql_and_mysql(url: str, kind: str, path: str | None) -> None:
+    settings = Settings.from_env({"DATABASE_URL": url}, dotenv=None)
+    assert settings.database_kind == kind
+    assert (str(settings.database_path) if settings.database_path else None) == path
+    assert "secret" not in settings.database_shown and "secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "postgresql+psycopg2://app:secret@db/app",
+            "DATABASE_URL='postgresql+psycopg2://app:***@db/app': jobkit reads postgresql through psycopg, not "
+            "psycopg2 (write postgresql:// or postgresql+psycopg://)",
+        ),
+        (
+            "mysql+mysqldb://app:secret@db/app",
+            "DATABASE_URL='mysql+mysqldb://app:***@db/app': jobkit reads mysql through pymysql, not mysqldb "
+            "(write mysql:// or mysql+pymysql://)",
+        ),
+        ("postgresql://app:secret@db:fivefour/app", "DATABASE_URL='postgresql://app:***@db:fivefour/app': the port is"),
+        ("sqlite:///", "DATABASE_URL='sqlite:///': expected sqlite:///var/app.db"),
+        ("db.sqlite", "DATABASE_URL='db.sqlite': expected sqlite:///var/app.db"),
+    ],
+)
+def test_a_database_url_jobkit_cannot_open_is_refused_with_the_password_masked(url: str, message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"DATABASE_URL": url}, dotenv=None)
+    assert str(raised.value).startswith(message)
+    assert "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://app:p/ss@word@db/app", "postgresql://app:***@db/app"),
+        (
+            "postgresql:///app?host=/run&password=hunter2&sslmode=off",
+            "postgresql:///app?host=/run&password=***&sslmode=off",
+        ),
+        ("mysql://app@db/app", "mysql://app@db/app"),
+    ],
+)
+def test_masked_url_hides_the_password_wherever_it_is_written(url: str, shown: str) -> None:
+    assert masked_url(url) == shown

@@ -22,6 +22,7 @@ from jobkit.errors import DurationError, UsageError
 from jobkit.services.auth import ROLES, Revocations, load_secret, mint_token, token_id
 from jobkit.services.queues import STATES, Queues, TaskInfo
 from jobkit.services.search import MAX_SIZE, Search
+from jobkit.services.system import System
 
 __all__ = ["add_commands"]
 
@@ -48,9 +49,11 @@ def _print_table(table: Any) -> None:
 def cmd_stats(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    stats = _queues().all_stats()
+    client = open_client()
+    stats = Queues(client).all_stats()
+    unserved = [t for t in System(client).task_types() if not t.served]
     if args.json:
-        _print_json({"queues": [s.to_dict() for s in stats]})
+        _print_json({"queues": [s.to_dict() for s in stats], "unserved_tasks": [t.task for t in unserved]})
         return 0
     table = Table(title="jobkit queues", title_justify="left")
     for column in ("queue", "state", "pending", "active", "scheduled", "retry", "archived", "completed", "latency"):
@@ -66,6 +69,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
             latency, f"{s.processed - s.failed}/{s.failed}",
         )  # fmt: skip
     _print_table(table)
+    if unserved:
+        # A task type no live worker runs waits (retrying with a clear last_error) until one that knows it starts.
+        names = ", ".join(f"{t.task} ({t.queue})" for t in unserved)
+        print(f"no live worker serves: {names}; tasks of these types wait until a worker that knows them starts")
     return 0
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
+from jobkit.services.system import System
 from tests.support import wait_for
 
 OLD_JOBS = """
@@ -55,8 +56,11 @@ def test_a_task_the_worker_does_not_know_waits_with_a_clear_error_then_runs_on_a
     assert info.retried == 0
     stats = queues.stats("default")
     assert (stats.archived, stats.processed, stats.failed) == (0, 0, 0)
+    # What `jobkit stats`, the API's task types and the dashboard read: the worker advertises what it serves.
+    assert {t.task: t.served for t in System(new).task_types()} == {"t:old": True, "t:new": False}
 
     _start(new, workers)  # the restarted worker, which knows the task
 
     assert ref.result(timeout=20) == {"rows": 4}
+    assert {t.task: t.served for t in System(new).task_types()} == {"t:old": True, "t:new": True}
     assert queues.stats("default").archived == 0

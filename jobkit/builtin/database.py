@@ -39,7 +39,7 @@ from jobkit.config.settings import Settings
 from jobkit.durations import format_duration
 from jobkit.errors import ExportError, ExportUnavailable, Problem
 
-__all__ = ["check_exports", "driver_sql", "failure", "query_parameters", "read_only"]
+__all__ = ["check_exports", "count_rows", "driver_sql", "failure", "query_parameters", "read_only"]
 
 # Literals, quoted identifiers and comments, so that a ':name' inside them is not taken for a parameter.
 _NOT_CODE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?\*/", re.DOTALL)
@@ -181,6 +181,24 @@ def _begin(connection: Connection, settings: Settings, timeout: timedelta) -> No
 
 def _milliseconds(timeout: timedelta) -> int:
     return max(int(timeout.total_seconds() * 1000), 1)
+
+
+def count_rows(connection: Connection, settings: Settings, spec: ExportSpec, values: Mapping[str, Any]) -> int | None:
+    """How many rows ``spec`` will return (``COUNT(*)`` over the query as a subquery), or None when the database
+    cannot count it that way (MariaDB refuses a derived table with two columns of one name, say) or fails to.
+
+    It runs in a savepoint, so a failure leaves the read-only transaction usable for the export itself (PostgreSQL
+    refuses every later statement of a transaction in which one failed). The line breaks keep a trailing ``--``
+    comment of the query from swallowing the closing parenthesis.
+    """
+    sql = spec.sql.strip().rstrip(";").rstrip()
+    counted = f"SELECT COUNT(*) FROM (\n{driver_sql(sql, settings.database_kind)}\n) AS jobkit_export_rows"
+    try:
+        with connection.begin_nested():
+            total = connection.exec_driver_sql(counted, dict(values)).scalar()
+    except DBAPIError:
+        return None
+    return int(total) if total is not None else None
 
 
 # -- errors ----------------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The payload names the query (``export``) and gives its parameters (``params``); it never carries SQL. An unknown
 export, a parameter that does not bind or a bad filename raises :class:`~jobkit.SkipRetry`; a locked or missing
-database raises, so the task's retry policy applies.
+database raises, so the task's retry policy applies. It reports rows written of rows expected through
+``jobkit.progress()``, which the API's task object and the dashboard's task page show while it runs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from typing import Any
 
 from jobkit.builtin.exports import bind_parameters, check_filename, export_filename, run_export
+from jobkit.engine.running import progress
 from jobkit.errors import ExportError, SkipRetry, did_you_mean
 from jobkit.services.client import Client, needs_client
 
@@ -40,7 +42,7 @@ def process_export(
             )
         name = check_filename(filename, export_type) if filename is not None else export_filename(user_id, export_type)
         values = bind_parameters(spec, params, user_id)
-        result = run_export(client.settings, spec, export_type, values, name)
+        result = run_export(client.settings, spec, export_type, values, name, progress=progress)
     except ExportError as exc:
         raise SkipRetry(str(exc)) from None
     log.info("export %s: %d rows, %d bytes -> %s", export, result.rows, result.bytes, result.path)

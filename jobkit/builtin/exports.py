@@ -16,7 +16,7 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from sqlalchemy.exc import DBAPIError
 
-from jobkit.builtin.database import driver_sql, failure, query_parameters, read_only
+from jobkit.builtin.database import count_rows, driver_sql, failure, query_parameters, read_only
 from jobkit.config.model import ExportSpec, Project
 from jobkit.config.settings import Settings
 from jobkit.errors import DispatchError, ExportError, did_you_mean
@@ -36,6 +36,7 @@ __all__ = [
     "EXPORT_TYPES",
     "ExportError",
     "ExportResult",
+    "Progress",
     "bind_parameters",
     "check_filename",
     "ensure_demo_database",
@@ -52,6 +53,10 @@ XLSX_MAX_ROWS = 1_048_576  # Excel's sheet limit, header included
 PDF_MAX_ROWS = 100_000  # a PDF is built in memory; past this, use csv
 _FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+#: Told how far an export is: ``(rows written, rows expected or None, what is happening)``.
+Progress = Callable[[int, int | None, str], None]
 
 
 @dataclass(frozen=True)
@@ -145,21 +150,49 @@ def export_payload(
 
 
 def run_export(
-    settings: Settings, spec: ExportSpec, export_type: str, params: Mapping[str, Any], filename: str
+    settings: Settings,
+    spec: ExportSpec,
+    export_type: str,
+    params: Mapping[str, Any],
+    filename: str,
+    progress: Progress | None = None,
 ) -> ExportResult:
-    """Run ``spec`` in a read-only transaction and write its rows to ``data_dir/exports/<filename>`` atomically."""
+    """Run ``spec`` in a read-only transaction and write its rows to ``data_dir/exports/<filename>`` atomically.
+
+    With ``progress``, the rows are counted first (see :func:`~jobkit.builtin.database.count_rows`; None when the
+    database cannot count them) and ``progress`` hears the rows written after each batch of :data:`BATCH_ROWS`.
+    """
     check_filename(filename, export_type)
     target = settings.data_dir / "exports" / filename
     with read_only(settings, spec) as connection:
         try:
+            total = None
+            if progress is not None:
+                progress(0, None, "counting rows")
+                total = count_rows(connection, settings, spec, params)
+                progress(0, total, "rows written")
             result = connection.execution_options(stream_results=True, max_row_buffer=BATCH_ROWS).exec_driver_sql(
                 driver_sql(spec.sql, settings.database_kind), dict(params)
             )
             with result, _atomic(target) as stream:
-                rows = _WRITERS[export_type](list(result.keys()), result.partitions(BATCH_ROWS), stream)
+                batches: Iterator[Sequence[Sequence[Any]]] = result.partitions(BATCH_ROWS)
+                if progress is not None:
+                    batches = _reported(batches, progress, total)
+                rows = _WRITERS[export_type](list(result.keys()), batches, stream)
         except DBAPIError as exc:
             raise failure(exc, settings, spec) from None
     return ExportResult(path=target, rows=rows, bytes=target.stat().st_size)
+
+
+def _reported(
+    batches: Iterator[Sequence[Sequence[Any]]], progress: Progress, total: int | None
+) -> Iterator[Sequence[Sequence[Any]]]:
+    """The batches as they come, telling ``progress`` once the writer has taken each one (asked for the next)."""
+    written = 0
+    for batch in batches:
+        yield batch
+        written += len(batch)
+        progress(written, total, "rows written")
 
 
 @contextmanager

@@ -191,6 +191,8 @@ tasks:
   dash:later: {handler: "tests.handlers.dashboard:greet", queue: low}
   dash:echo: {handler: "tests.handlers.dashboard:echo"}
   dash:limited: {handler: "tests.handlers.dashboard:echo", rate_limit: 50/s, concurrency: 2}
+  dash:steps: {handler: "tests.handlers.dashboard:stepped", api: true, timeout: 1m}
+  dash:nap: {handler: "tests.handlers.dashboard:nap", timeout: 1m}
 workflows:
   dash:flow:
     api: true

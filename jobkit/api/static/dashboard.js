@@ -5,6 +5,8 @@
 const STATES = ["pending", "active", "scheduled", "retry", "archived", "completed"];
 const RUNNABLE = ["scheduled", "retry", "archived"];
 const ARCHIVABLE = ["pending", "scheduled", "retry"];
+const CANCELABLE = ["pending", "scheduled", "retry", "active"];
+const PROGRESS_POLL_MS = 1000; // a running task's page reads it this often, so its progress bar moves
 const SEARCH_ANSWERS = 20; // answers of the search API followed, at most, to fill one page of matches
 const FALLBACK_POLL_S = 5; // while the live stream is down
 const LIVE_BASELINE_S = 10; // pages the stream does not cover (workers, schedules...) still refresh this often
@@ -181,6 +183,8 @@ const actions = {
   resume: (queue) => api("PUT", `/api/jobs/queue/${q(queue)}/resume`),
   run: (queue, id) => api("POST", "/api/jobs/retry", { queue, task_id: id }),
   remove: (queue, id) => api("DELETE", `/api/jobs/task/${q(queue)}/${q(id)}`),
+  archive: (queue, id) => api("POST", `/api/jobs/task/${q(queue)}/${q(id)}/archive`),
+  cancel: (queue, id) => api("POST", `/api/jobs/task/${q(queue)}/${q(id)}/cancel`),
   // One request for a selection ({ids}) or a whole state ({state}) of a queue.
   bulk: (queue, action, target) => api("POST", `/api/jobs/queue/${q(queue)}/tasks/bulk`, { action, ...target }),
 };
@@ -433,8 +437,8 @@ function route() {
   const name = parts[0] || "overview";
   const views = { overview: overviewView, queue: queueView, task: taskView, schedules: schedulesView };
   Object.assign(views, { workers: workersView, redis: redisView, workflow: workflowView, search: searchView, types: typesView });
-  // A user token may trigger tasks and read the ones it triggered, nothing the pages list: say so.
-  const make = state.claims.role === "user" ? userView : views[name] || overviewView;
+  // A user token may trigger tasks and read the ones it triggered (their task pages), nothing the pages list: say so.
+  const make = state.claims.role === "user" && name !== "task" ? userView : views[name] || overviewView;
   for (const link of document.querySelectorAll("[data-nav]")) {
     link.classList.toggle("current", link.dataset.nav === (["queue", "task", "workflow"].includes(name) ? "overview" : name));
   }
@@ -463,7 +467,7 @@ function userView(root) {
   const setError = page(root, "Trigger-only token");
   append(root, el("section", { class: "card", id: "user-role" },
     el("p", {}, "This is a user token: it may trigger the tasks declared with api: true and read the tasks it " +
-      "triggered (GET /api/jobs/task/{queue}/{id}), nothing else."),
+      "triggered (GET /api/jobs/task/{queue}/{id}, or the page #/task/{queue}/{id}), nothing else."),
     el("p", {}, "The dashboard needs a viewer token (every page, read-only) or an admin token: " +
       "jobkit token --sub you --role viewer")));
   return { load: async () => {}, setError };
@@ -774,19 +778,34 @@ function queueView(root, parts, params) {
   return view;
 }
 
-// The buttons of one task: run now, archive, delete (as its state allows), each confirmed first.
+// The buttons of one task in a list: run now, archive, cancel (a running one), delete, as its state allows, each
+// confirmed first.
 function taskButtons(queue, t) {
   return [
-    RUNNABLE.includes(t.state) ? adminButton("Run", { "data-action": "run" }, async () => {
-      if (await confirmAction(`Run task ${t.id} now?`)) act("Run", async () => (await actions.run(queue, t.id), `Task ${t.id} will run now`));
-    }) : null,
-    ARCHIVABLE.includes(t.state) ? adminButton("Archive", { "data-action": "archive", class: "secondary" }, async () => {
-      if (await confirmAction(`Archive task ${t.id}? It can run again later.`)) act("Archive", async () => bulkText(await actions.bulk(queue, "archive", { ids: [t.id] }), "archive"));
-    }) : null,
+    RUNNABLE.includes(t.state) ? adminButton("Run", { "data-action": "run" }, () => runTask(queue, t)) : null,
+    ARCHIVABLE.includes(t.state) ? adminButton("Archive", { "data-action": "archive", class: "secondary" }, () => archiveTask(queue, t)) : null,
+    t.state === "active" ? adminButton("Cancel", { "data-action": "cancel", class: "danger" }, () => cancelTask(queue, t)) : null,
     t.state !== "active" ? adminButton("Delete", { "data-action": "delete", class: "danger" }, async () => {
       if (await confirmAction(`Delete task ${t.id}? This cannot be undone.`)) act("Delete", async () => (await actions.remove(queue, t.id), `Task ${t.id} deleted`));
     }) : null,
   ];
+}
+
+async function runTask(queue, t) {
+  if (await confirmAction(`Run task ${t.id} now?`)) act("Run", async () => (await actions.run(queue, t.id), `Task ${t.id} will run now`));
+}
+
+async function archiveTask(queue, t) {
+  if (await confirmAction(`Archive task ${t.id}? It can run again later.`)) act("Archive", async () => (await actions.archive(queue, t.id), `Task ${t.id} archived`));
+}
+
+async function cancelTask(queue, t) {
+  const how = t.state === "active" ? "Its handler is interrupted within a second; the task" : "The task";
+  if (!(await confirmAction(`Cancel task ${t.id}? ${how} ends canceled, in the archive, and is not retried.`))) return;
+  act("Cancel", async () => {
+    const answer = await actions.cancel(queue, t.id);
+    return answer && answer.status === "canceling" ? `Task ${t.id} is being canceled` : `Task ${t.id} canceled`;
+  });
 }
 
 function taskRow(queue, taskState, t, keep) {
@@ -926,15 +945,30 @@ function typesView(root) {
 }
 
 // -- task detail ----------------------------------------------------------------------------------------------------
+// What the handler reported with jobkit.progress(): a bar (indeterminate without a total) and "done / total (percent) · note".
+function progressNode(p) {
+  if (!p) return el("span", { "data-field": "progress", class: "muted" }, "—");
+  const done = Number(p.done) || 0;
+  const known = typeof p.total === "number" && p.total > 0;
+  const figures = known ? `${done.toLocaleString()} / ${p.total.toLocaleString()} (${p.percent ?? 0} %)` : done.toLocaleString();
+  const bar = el("progress", { class: "progress-bar", max: known ? p.total : null, value: known ? Math.min(done, p.total) : null, "aria-label": "Progress" });
+  return el("div", { class: "progress", "data-field": "progress", "data-done": done, "data-total": p.total ?? "", "data-percent": p.percent ?? "" },
+    bar, el("span", {}, figures, p.note ? ` · ${p.note}` : ""),
+    p.updated_at ? el("span", { class: "muted" }, ` · updated ${fmtTime(p.updated_at)}`) : null);
+}
+
 function taskView(root, parts) {
   const [queue, id] = parts;
-  const setError = page(root, "Task", el("a", { href: `#/queue/${q(queue)}`, class: "button secondary" }, `‹ ${queue}`));
+  const reader = state.claims.role !== "user"; // a user token reads its own tasks, not the queue or the type's limits
+  const setError = page(root, "Task", reader ? el("a", { href: `#/queue/${q(queue)}`, class: "button secondary" }, `‹ ${queue}`) : null);
   const details = el("dl", { class: "details", id: "task" });
   const buttons = el("div", { class: "bulk" });
   const limits = el("dl", { class: "details", id: "limits" });
-  append(root, buttons, details, el("section", { class: "card" }, el("h2", {}, "Limits"), limits));
+  append(root, buttons, details, reader ? el("section", { class: "card" }, el("h2", {}, "Limits"), limits) : null);
+  let tick = null;
 
   async function load() {
+    clearTimeout(tick);
     const t = await api("GET", `/api/jobs/task/${q(queue)}/${q(id)}`);
     const rows = [
       ["ID", t.id], ["Queue", t.queue], ["Task", t.task], ["State", t.state],
@@ -942,16 +976,16 @@ function taskView(root, parts) {
       ["Next attempt", fmtTime(t.next_process_at)], ["Last failed", fmtTime(t.last_failed_at)],
       ["Completed", fmtTime(t.completed_at)],
     ];
-    replace(details, rows.map(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k.toLowerCase() }, v)]),
+    if (t.canceled_by) rows.push(["Canceled by", t.canceled_by]);
+    replace(details, rows.map(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k.toLowerCase().replace(/ /g, "_") }, v)]),
+      el("dt", {}, "Progress"), el("dd", {}, progressNode(t.progress)),
       el("dt", {}, "Payload"), el("dd", {}, el("pre", { "data-field": "payload" }, json(t.payload))),
+      el("dt", {}, "Result"), el("dd", {}, el("pre", { "data-field": "result" }, t.result === null || t.result === undefined ? "—" : json(t.result))),
       el("dt", {}, "Last error"), el("dd", {}, el("pre", { "data-field": "error", class: "error-text" }, t.last_error || "—")));
     replace(buttons,
-      RUNNABLE.includes(t.state) ? adminButton("Run now", { "data-action": "run" }, async () => {
-        if (await confirmAction(`Run task ${t.id} now?`)) act("Run", async () => (await actions.run(queue, t.id), `Task ${t.id} will run now`));
-      }) : null,
-      ARCHIVABLE.includes(t.state) ? adminButton("Archive", { "data-action": "archive", class: "secondary" }, async () => {
-        if (await confirmAction(`Archive task ${t.id}? It can run again later.`)) act("Archive", async () => bulkText(await actions.bulk(queue, "archive", { ids: [t.id] }), "archive"));
-      }) : null,
+      RUNNABLE.includes(t.state) ? adminButton("Run now", { "data-action": "run" }, () => runTask(queue, t)) : null,
+      ARCHIVABLE.includes(t.state) ? adminButton("Archive", { "data-action": "archive", class: "secondary" }, () => archiveTask(queue, t)) : null,
+      CANCELABLE.includes(t.state) ? adminButton("Cancel task", { "data-action": "cancel", class: "danger" }, () => cancelTask(queue, t)) : null,
       t.state !== "active" ? adminButton("Delete", { "data-action": "delete", class: "danger" }, async () => {
         if (!(await confirmAction(`Delete task ${t.id}? This cannot be undone.`))) return;
         try {
@@ -962,7 +996,10 @@ function taskView(root, parts) {
           if (error.status !== 401) flash(`Delete failed: ${error.detail}`, "error");
         }
       }) : null);
-    await loadLimits(limits, t.task);
+    if (reader) await loadLimits(limits, t.task);
+    // A running task's progress moves without changing any count: read it again every second while it runs (unless
+    // the refresh is off), until it ends.
+    if (t.state === "active" && updatesMode() !== "0" && state.view === view) tick = setTimeout(() => state.view === view && refresh(), PROGRESS_POLL_MS);
   }
   const view = { load, setError };
   // The live stream: the task is read again (at most once a second) when a count of its queue moves.

@@ -15,6 +15,7 @@ from playwright.sync_api import Page, Request, expect
 from jobkit.services.client import TaskRef
 from tests.support import wait_for
 from tests.support.browser import PHONE, Stack, screenshot
+from tests.support.databases import Database, fill_posts
 
 pytestmark = pytest.mark.slow
 
@@ -85,6 +86,36 @@ def test_a_running_task_shows_its_progress_moving_and_then_its_result(page: Page
     print(f"{len(active)} figures while active, longest gap {max(gaps):.2f} s")
     assert max(gaps) <= 2.0, [round(gap, 2) for gap in gaps]
     assert any("/ 12 (" in s["text"] for s in active), active
+
+
+@pytest.mark.timeout(120)
+def test_a_running_exports_progress_bar_advances_without_a_reload(page: Page, stack: Stack) -> None:
+    # Given a million posts in the SQLite file the stack's exports read (data_dir/app.db), and an admin on the
+    # overview (the page is never reloaded from here on)
+    path = stack.client.settings.database_path
+    assert path is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fill_posts(Database(kind="sqlite", url=f"sqlite:///{path}", path=path), rows=1_000_000)
+    log_in(page, stack.admin_token, "#/overview")
+    expect(page.locator("#queues")).to_be_visible()
+
+    # When the export runs and the admin opens its page
+    ref = stack.client.dispatch("export:process", export_type="csv", export="all_posts", filename="browser.csv")
+    page.evaluate("where => (location.hash = where)", f"#/task/default/{ref.id}")
+    expect(page.locator("#task [data-field='id']")).to_have_text(ref.id)
+    page.evaluate(WATCH_TASK_PAGE)
+    state = page.locator("#task [data-field='state']")
+    expect(state).to_have_text("completed", timeout=90_000)
+
+    # Then the bar showed the rows written of the million growing while it ran, and ends full
+    seen: list[dict[str, Any]] = page.evaluate("window.__seen")
+    figures = [int(s["done"]) for s in seen if s["state"] == "active" and s["done"] and int(s["done"]) > 0]
+    print(f"export progress seen on the page: {figures}")
+    assert len(set(figures)) >= 2 and figures == sorted(figures), seen
+    assert all(0 < figure < 1_000_000 for figure in figures[:-1]), figures
+    progress = page.locator("#task [data-field='progress']")
+    expect(progress).to_contain_text("1,000,000 / 1,000,000 (100 %)")
 
 
 def test_an_admin_cancels_a_running_task_from_its_page_and_from_the_list(page: Page, stack: Stack) -> None:

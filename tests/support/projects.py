@@ -193,6 +193,10 @@ tasks:
   dash:limited: {handler: "tests.handlers.dashboard:echo", rate_limit: 50/s, concurrency: 2}
   dash:steps: {handler: "tests.handlers.dashboard:stepped", api: true, timeout: 1m}
   dash:nap: {handler: "tests.handlers.dashboard:nap", timeout: 1m}
+  export:process: {handler: "jobkit.actors.export:process_export", timeout: 2m}
+exports:
+  all_posts:
+    sql: "SELECT id, user_id, title, score FROM posts ORDER BY id"
 workflows:
   dash:flow:
     api: true

@@ -76,6 +76,8 @@ def test_reload_restarts_what_a_valid_edit_concerns_and_keeps_the_old_workers_on
     dispatch("app:slow", f'{{"key": "{slow}", "seconds": 3}}')
     wait_for(lambda: attempts(redis_client, slow), timeout=20, what="the slow task running")
     jobs.write_text(JOBS + '  app:new: {handler: "app.tasks:record"}\n')
+    early = f"{namespace}:early"
+    dispatch("app:new", f'{{"key": "{early}"}}')  # before any worker knows app:new: it waits, it is not archived
 
     # Then every part is replaced once the old workers have finished, and the new task runs when dispatched
     wait_for(lambda: reloaded(1), timeout=60, what="the reload")
@@ -85,6 +87,8 @@ def test_reload_restarts_what_a_valid_edit_concerns_and_keeps_the_old_workers_on
     second = parts()
     assert all(second[kind] and not second[kind] & first[kind] for kind in ("workers", "scheduler", "api")), second
     assert redis_client.get(f"{slow}:done") == b"1" and len(attempts(redis_client, slow)) == 1  # it finished, once
+    # the task dispatched before the reload runs after it, with no retry by hand
+    assert wait_for(lambda: redis_client.lrange(early, 0, -1), timeout=40, what="the early task") == [b"v1"]
     new = f"{namespace}:new"
     dispatch("app:new", f'{{"key": "{new}"}}')
     assert wait_for(lambda: redis_client.lrange(new, 0, -1), timeout=20, what="the new task") == [b"v1"]

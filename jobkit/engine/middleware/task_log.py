@@ -76,7 +76,10 @@ class TaskLog(dramatiq.Middleware):
         verdict: Verdict | None = getattr(message, "jobkit_verdict", None)
         error = message.options.get("last_error") or message._exception
         if verdict is not None and verdict.kind == "canceled":  # asked for: not an error
-            log.warning("%s %s %s after %.0fms", message.actor_name, message.message_id, error, took)
+            log.warning(
+                "%s %s %s after %.0fms", message.actor_name, message.message_id, error, took,
+                extra=self._fields(message, "canceled", took),
+            )  # fmt: skip
             return
         if verdict is not None and verdict.kind == "permanent":
             how = f"archived ({verdict.reason})"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import dramatiq
 import pytest
@@ -125,10 +127,19 @@ def test_a_workflows_result_is_its_last_steps(client: Client, worker: dramatiq.W
     assert ref.result(timeout=10) == {"rows": 2}
 
 
+def _lines_of(caplog: pytest.LogCaptureFixture, task_id: str) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records if task_id in r.getMessage()]
+
+
 # -- cancellation ------------------------------------------------------------------------------------------------------
 def test_cancel_interrupts_a_sleep_loop_and_a_single_long_sleep_within_a_second_and_spares_the_rest(
-    client: Client, worker3: dramatiq.Worker, redis_client: redis.Redis, namespace: str
+    client: Client,
+    worker3: dramatiq.Worker,
+    redis_client: redis.Redis,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="jobkit.tasks")
     q = Queues(client)
     loop_key, once_key, steady_key = f"{namespace}:loop", f"{namespace}:once", f"{namespace}:steady"
     looping = client.dispatch("life:nap_loop", key=loop_key)
@@ -154,6 +165,10 @@ def test_cancel_interrupts_a_sleep_loop_and_a_single_long_sleep_within_a_second_
         info = q.task("default", ref.id)
         assert (info.state, info.canceled_by, info.retried) == ("archived", "alice", 0)  # never retried
         assert _marks(redis_client, key, "started") and not _marks(redis_client, key, "finished")
+        # One line says what happened, as a warning (asked for, not an error), and nothing says it will retry.
+        said = wait_for(partial(_lines_of, caplog, ref.id), what="the task's log line")
+        assert said == [("WARNING", f"{ref.task} {ref.id} canceled by alice after {said[0][1].rsplit(' ', 1)[1]}")]
+        assert said[0][1].endswith("ms")
     # The task beside them was not disturbed, and the three threads take new work at once.
     assert beside.result(timeout=5) == "steady"
     refs = [client.dispatch("life:rows", n=i) for i in range(3)]

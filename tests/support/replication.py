@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from jobkit.store.embedded import find_redis_server
 from tests.support import wait_for
@@ -49,7 +51,8 @@ class RedisNode:
             argv += ["--save", "", "--appendonly", "no", *args]
         argv += ["--logfile", str(self.directory / "redis.log")]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        probe = self.client(socket_timeout=0.5)
+        # No retries: redis-py's default retries a refused connection ten times with back-off (seconds per probe).
+        probe = self.client(socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
         wait_for(lambda: _answers(probe), timeout=10, what=f"redis {name} on port {self.port}")
         probe.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -221,11 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _stdout_gone() -> None:
     """The reader of stdout left (``jobkit stats --json | head``): send what is still buffered nowhere, so the
     interpreter's last flush does not fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # a stdout that is not a file (a test's capture)
-        pass
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # a stdout that is not a file (a test's capture)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _redis_address() -> str:

@@ -39,7 +39,7 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware, MiddlewareError
 
-from jobkit.config.model import DEFAULT_RETENTION, REPLICATION_TIMEOUT
+from jobkit.config.model import DEFAULT_RETENTION, DEFAULT_RETENTION_MAX, REPLICATION_TIMEOUT
 from jobkit.engine.messages import UNIQUE_OPTION, Claim, Outgoing, Refused
 from jobkit.engine.running import CANCELED_OPTION
 from jobkit.engine.work_queue import WorkQueue
@@ -356,6 +356,18 @@ def _not_replicated(message: Message[Any]) -> str:
     )
 
 
+#: Options a completed task's record leaves out: the rid (the record is keyed by message id), and what only a retry
+#: reads (Dramatiq's traceback of the last failure, often kilobytes; its requeue time). ``last_error`` stays.
+_NOT_KEPT_WHEN_COMPLETED = ("redis_message_id", "traceback", "requeue_timestamp")
+
+
+def _completed_record(message: MessageProxy) -> bytes:
+    """What a completed task keeps for inspection: payload, result, timings and last error, without the options only
+    a live or retried message needs."""
+    kept = {key: value for key, value in message.options.items() if key not in _NOT_KEPT_WHEN_COMPLETED}
+    return Message(**{**message.asdict(), "options": kept}).encode()
+
+
 def _claim_args(claims: tuple[Claim, ...]) -> list[Any]:
     if not claims:
         return []
@@ -448,13 +460,14 @@ class JobkitConsumer(Consumer):
             elif message._exception is not None:  # this attempt failed and a retry is already enqueued
                 self._call("ack", options["redis_message_id"], message.message_id, "retry", 0, "")
             else:
-                retention = self._retention(message)
+                retention, most = self._retention(message)
                 completed = b""
-                if retention > 0:
+                if retention > 0 and most > 0:
                     options["completed_at"] = current_millis()
-                    completed = message.encode()
+                    completed = _completed_record(message)
                 unique = options.get(UNIQUE_OPTION, "")  # its lock ends in the same call
-                self._call("ack", options["redis_message_id"], message.message_id, "ok", retention, completed, unique)
+                rid = options["redis_message_id"]
+                self._call("ack", rid, message.message_id, "ok", retention, completed, unique, most)
 
     def nack(self, message: MessageProxy) -> None:
         options = message.options
@@ -480,9 +493,15 @@ class JobkitConsumer(Consumer):
             self.queued_message_ids.discard(message.message_id)
             self.slot_freed.set()
 
-    def _retention(self, message: MessageProxy) -> int:
+    def _retention(self, message: MessageProxy) -> tuple[int, int]:
+        """How long (ms) and how many of the queue's completed tasks this task's completion keeps."""
         actor = self.broker.actors.get(message.actor_name)
-        return int(actor.options.get("retention", _DEFAULT_RETENTION_MS)) if actor else _DEFAULT_RETENTION_MS
+        if actor is None:
+            return _DEFAULT_RETENTION_MS, DEFAULT_RETENTION_MAX
+        options = actor.options
+        return int(options.get("retention", _DEFAULT_RETENTION_MS)), int(
+            options.get("retention_max", DEFAULT_RETENTION_MAX)
+        )
 
     def requeue(self, messages: Any) -> None:
         rids = [message.options["redis_message_id"] for message in messages]

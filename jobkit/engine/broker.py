@@ -21,15 +21,16 @@ Everything the broker needs is passed to its constructor: the Redis client, the 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from uuid import uuid4
 
 import redis
 from dramatiq.broker import Consumer, MessageProxy
@@ -48,7 +49,7 @@ from jobkit.store.connection import async_twin
 from jobkit.store.keys import Keys
 from jobkit.store.scripts import Scripts, script_source
 
-__all__ = ["DEAD_MAX", "DEAD_TTL_MS", "HEARTBEAT_TIMEOUT_MS", "JobkitBroker", "JobkitConsumer"]
+__all__ = ["DEAD_MAX", "DEAD_TTL_MS", "HEARTBEAT_TIMEOUT_MS", "JobkitBroker", "JobkitConsumer", "new_rid"]
 
 #: A worker whose last heartbeat is older than this is dead; its unfinished tasks run again elsewhere.
 HEARTBEAT_TIMEOUT_MS = 15_000
@@ -236,9 +237,9 @@ class JobkitBroker(RedisBroker):
         """The message as it will be stored, and the script command and arguments that store it."""
         if outgoing.fresh:
             message = outgoing.message
-            message.options["redis_message_id"] = str(uuid4())
+            message.options["redis_message_id"] = new_rid()
         else:
-            message = outgoing.message.copy(options={"redis_message_id": str(uuid4())})
+            message = outgoing.message.copy(options={"redis_message_id": new_rid()})
         message.options.pop("eta", None)  # Dramatiq's in-memory delay: jobkit's delayed messages wait in Redis
         message.options.pop("jobkit_retry", None)  # what jobkit 0.2 marked retries with
         delay = outgoing.delay_ms
@@ -342,6 +343,13 @@ class JobkitBroker(RedisBroker):
             return self._call(command, queue_name, list(args), maintenance)
 
         return do_dispatch
+
+
+def new_rid() -> str:
+    """A fresh rid (one enqueue of a message): 120 random bits in 20 URL-safe characters. Dramatiq writes a uuid4
+    (36); a rid is stored three times per pending task (the queue list, the message store's field, the id index), and
+    20 characters is what Redis's allocator fits in its smallest string, so each pending task costs 64 bytes less."""
+    return base64.urlsafe_b64encode(os.urandom(15)).decode()
 
 
 def _text(value: Any) -> str:
@@ -533,7 +541,7 @@ class JobkitConsumer(Consumer):
         waiting = message.copy(
             options={
                 "last_error": error, "last_failed_at": current_millis(), UNKNOWN_WAITS_OPTION: waits,
-                "redis_message_id": str(uuid4()), "jobkit_due": current_millis() + delay_ms,
+                "redis_message_id": new_rid(), "jobkit_due": current_millis() + delay_ms,
             }
         )  # fmt: skip
         due = waiting.options["jobkit_due"]

@@ -22,6 +22,7 @@ from jobkit.errors import DurationError, UsageError
 from jobkit.services.auth import ROLES, Revocations, load_secret, mint_token, token_id
 from jobkit.services.queues import STATES, Queues, TaskInfo
 from jobkit.services.search import MAX_SIZE, Search
+from jobkit.services.system import System
 
 __all__ = ["add_commands"]
 
@@ -48,9 +49,11 @@ def _print_table(table: Any) -> None:
 def cmd_stats(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    stats = _queues().all_stats()
+    client = open_client()
+    stats = Queues(client).all_stats()
+    memory = System(client).memory_or_none()
     if args.json:
-        _print_json({"queues": [s.to_dict() for s in stats]})
+        _print_json({"queues": [s.to_dict() for s in stats], "memory": memory.to_dict() if memory else None})
         return 0
     table = Table(title="jobkit queues", title_justify="left")
     for column in ("queue", "state", "pending", "active", "scheduled", "retry", "archived", "completed", "latency"):
@@ -66,6 +69,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
             latency, f"{s.processed - s.failed}/{s.failed}",
         )  # fmt: skip
     _print_table(table)
+    if memory is not None:
+        print(f"Redis memory: jobkit {memory.summary()}")
     return 0
 
 

@@ -40,10 +40,12 @@ def test_stats_prints_a_table_and_json(cli_env: None, client: Client, capsys: py
     code, table, _ = run(capsys, "stats")
     assert code == 0
     assert all(queue in table for queue in ("critical", "default", "low"))
+    assert "Redis memory: jobkit " in table and ":default.msgs" in table  # the largest key of the queue
 
     code, out, _ = run(capsys, "stats", "--json")
     queues = {row["queue"]: row for row in json.loads(out)["queues"]}
     assert code == 0 and queues["default"]["pending"] == 1 and queues["low"]["size"] == 0
+    assert json.loads(out)["memory"]["jobkit_bytes"] > 0
 
 
 def test_pause_resume_tasks_task_retry_delete(

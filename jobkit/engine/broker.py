@@ -469,13 +469,15 @@ class JobkitConsumer(Consumer):
                 self._call("ack", options["redis_message_id"], message.message_id, "retry", 0, "")
             else:
                 retention, most = self._retention(message)
-                completed = b""
+                completed, at = b"", time.time() * 1000
                 if retention > 0 and most > 0:
-                    options["completed_at"] = current_millis()
+                    options["completed_at"] = int(at)
                     completed = _completed_record(message)
                 unique = options.get(UNIQUE_OPTION, "")  # its lock ends in the same call
                 rid = options["redis_message_id"]
-                self._call("ack", rid, message.message_id, "ok", retention, completed, unique, most)
+                # The record's score is when it is kept until to the microsecond, so "the newest" the count cap keeps
+                # is exact even for completions within one millisecond.
+                self._call("ack", rid, message.message_id, "ok", retention, completed, unique, most, f"{at:.3f}")
 
     def nack(self, message: MessageProxy) -> None:
         options = message.options

@@ -74,3 +74,36 @@ def test_a_short_retention_leaves_nothing_behind_without_a_timed_pass(
         assert time.monotonic() - finished < 2.0
     assert queues.stats("default").completed == 0
     assert queues.tasks("default", "completed")[0] == 0
+
+
+ARCHIVE_JOBS = """
+queues: {default: {weight: 1}}
+tasks:
+  r:ok: {handler: "tests.handlers:accept"}
+  r:fails: {handler: "tests.handlers:always_fails", max_retries: 0}
+"""
+
+
+def test_the_archived_cap_holds_for_failures_and_for_what_an_operator_archived_in_bulk(
+    make_client: Callable[[str], Client], redis_client: redis.Redis, namespace: str
+) -> None:
+    client = make_client(ARCHIVE_JOBS)
+    client.broker.dead_max = 50
+    queues = Queues(client)
+    # An operator archives 300 pending tasks at once: the set is far past its cap, and nothing has trimmed it yet.
+    client.dispatch_many("r:ok", [{"n": n} for n in range(300)])
+    assert queues.archive_all_pending("default") == 300
+    assert queues.stats("default").archived == 300
+    client.dispatch_many("r:ok", [{"n": n} for n in range(100)])
+    with worker_without_timed_passes(client, threads=2):
+        # Each completion drops a few of the surplus (100 acks x 4 > 250); no maintenance pass runs.
+        wait_for(lambda: queues.stats("default").processed_total == 100, timeout=50, what="100 completions")
+        assert queues.stats("default").archived == 50
+        # Failures are archived one by one, each trimming the set back to its cap.
+        client.dispatch_many("r:fails", [{"key": f"{namespace}:f"} for _ in range(30)])
+        wait_for(lambda: queues.stats("default").processed_total == 130, timeout=50, what="30 failures")
+    assert queues.stats("default").archived == 50
+    assert redis_client.hlen(f"{namespace}:default.XQ.msgs") == 50
+    assert redis_client.hlen(f"{namespace}:default.ids") == 50  # the index forgets what the cap dropped
+    total, newest = queues.tasks("default", "archived", size=30)
+    assert total == 50 and all(info.task == "r:fails" for info in newest)  # the 30 failures are the newest

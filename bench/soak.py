@@ -162,7 +162,7 @@ def soak_lines(url: str) -> list[str]:
     samples: list[tuple[int, int]] = found["samples"]
     by_mark = dict(samples)
     at_cap, end = by_mark[CAP], samples[-1][1]
-    steady = [used for done, used in samples if done >= SAMPLE_EVERY]
+    steady = [used for done, used in samples if done > CAP]  # every 100,000 and the end
     spread = (max(steady) - min(steady)) if steady else 0
     mb = 1024 * 1024
     trail = "  ".join(f"{done // 1000}k {used / mb:.1f}" for done, used in samples)
@@ -170,7 +170,7 @@ def soak_lines(url: str) -> list[str]:
     return [
         f"soak      {SOAK_N} no-ops at {found['rate']:.0f}/s   Redis used_memory MB after: {trail}",
         f"soak      end - at {CAP:,} completed = {(end - at_cap) / mb:+.1f} MB (goal within 10 MB), spread of the "
-        f"100k samples {spread / mb:.1f} MB, {found['completed']:,} completed kept: "
+        f"samples after it {spread / mb:.1f} MB, {found['completed']:,} completed kept: "
         + ("bounded" if bounded else "NOT bounded"),
         f"memory    bytes per task: pending {jobkit_pending:.0f} (raw dramatiq {raw_pending:.0f}, +"
         f"{jobkit_pending - raw_pending:.0f}; goal <= +100), completed {found['per_completed']:.0f}, archived (with "

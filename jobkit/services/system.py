@@ -111,6 +111,8 @@ class TaskType:
     max_retries: int
     timeout_seconds: float
     retention_seconds: float
+    retention_max: int
+    """At most this many of the queue's completed tasks are kept (``retention.max``)."""
     unique_seconds: float | None
     unique_key: str | None
     rate_limit: str | None
@@ -232,6 +234,7 @@ class System:
             max_retries=spec.retry.max_retries,
             timeout_seconds=spec.timeout.total_seconds(),
             retention_seconds=spec.retention.total_seconds(),
+            retention_max=spec.retention_max,
             unique_seconds=spec.unique.total_seconds() if spec.unique is not None else None,
             unique_key=spec.unique_key,
             rate_limit=str(spec.rate_limit) if spec.rate_limit is not None else None,

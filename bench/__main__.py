@@ -190,6 +190,10 @@ def main() -> int:
         from bench.search import search_line
 
         print(search_line(url))
+        from bench.soak import soak_lines
+
+        for line in soak_lines(url):  # minutes: BENCH_SOAK_N tasks (default 500,000) drained at full speed
+            print(line, flush=True)
     from bench.durability import durability_line
 
     print(durability_line())

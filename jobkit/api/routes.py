@@ -223,8 +223,9 @@ class JobsController(Controller):
 
     @get("/stats", sync_to_thread=True, opt=READ, responses=_errors())
     def stats(self, request: Request[Any, Any, Any]) -> StatsPage:
-        """Every queue's figures, heaviest queue first."""
-        return StatsPage(_services(request).queues.all_stats())
+        """Every queue's figures, heaviest queue first, and Redis memory with jobkit's share (``memory``)."""
+        services = _services(request)
+        return StatsPage(services.queues.all_stats(), services.system.memory_or_none())
 
     @get("/queue/{queue:str}", sync_to_thread=True, opt=READ, responses=_errors(404))
     def queue(self, request: Request[Any, Any, Any], queue: FromPath[str]) -> QueueStats:

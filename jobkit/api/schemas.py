@@ -14,7 +14,7 @@ import msgspec
 
 from jobkit.scheduling.dynamic import ScheduleInfo
 from jobkit.services.queues import BulkOutcome, QueueStats, TaskInfo
-from jobkit.services.system import TaskType
+from jobkit.services.system import MemoryReport, TaskType
 
 __all__ = [
     "ArchivedTask",
@@ -64,6 +64,8 @@ class ErrorBody:
 @dataclass
 class StatsPage:
     queues: list[QueueStats]
+    memory: MemoryReport | None = None
+    """Redis's used memory and jobkit's share, per queue with its largest key (None when Redis refuses MEMORY)."""
 
 
 @dataclass

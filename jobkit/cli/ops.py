@@ -51,9 +51,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     client = open_client()
     stats = Queues(client).all_stats()
-    unserved = [t for t in System(client).task_types() if not t.served]
+    system = System(client)
+    unserved = [t for t in system.task_types() if not t.served]
+    memory = system.memory_or_none()
     if args.json:
-        _print_json({"queues": [s.to_dict() for s in stats], "unserved_tasks": [t.task for t in unserved]})
+        _print_json(
+            {
+                "queues": [s.to_dict() for s in stats],
+                "memory": memory.to_dict() if memory else None,
+                "unserved_tasks": [t.task for t in unserved],
+            }
+        )
         return 0
     table = Table(title="jobkit queues", title_justify="left")
     for column in ("queue", "state", "pending", "active", "scheduled", "retry", "archived", "completed", "latency"):
@@ -69,6 +77,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
             latency, f"{s.processed - s.failed}/{s.failed}",
         )  # fmt: skip
     _print_table(table)
+    if memory is not None:
+        print(f"Redis memory: jobkit {memory.summary()}")
     if unserved:
         # A task type no live worker runs waits (retrying with a clear last_error) until one that knows it starts.
         names = ", ".join(f"{t.task} ({t.queue})" for t in unserved)

@@ -19,6 +19,7 @@ from jobkit.config.model import (
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_QUEUE,
     DEFAULT_RETENTION,
+    DEFAULT_RETENTION_MAX,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUT,
     ExportSpec,
@@ -57,6 +58,9 @@ STEP_KEYS = ["task", "payload"]
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*")
 _RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
 BACKOFF_KEYS = ["min", "max"]
+RETENTION_KEYS = ["for", "max"]
+#: The most completed tasks a queue may keep (retention.max): 10 million records of ~0.3 kB are a few GB of Redis.
+RETENTION_MAX_LIMIT = 10_000_000
 PRIORITIES = ["weighted", "strict"]
 
 #: The policy of a task that sets nothing and inherits nothing: the model's defaults, keyed like a policy mapping.
@@ -67,6 +71,7 @@ _BUILTIN_POLICY: dict[str, Any] = {
     "backoff.max": DEFAULT_RETRY.backoff_max,
     "timeout": DEFAULT_TIMEOUT,
     "retention": DEFAULT_RETENTION,
+    "retention.max": DEFAULT_RETENTION_MAX,
     "retry_on": DEFAULT_RETRY.retry_on,
     "skip_retry_on": DEFAULT_RETRY.skip_retry_on,
     "durability": DEFAULT_DURABILITY,
@@ -205,9 +210,11 @@ class _Loader:
                 value = self.r.text(item.node, key_path)
             elif item.key == "max_retries":
                 value = self.r.integer(item.node, key_path, 0, 1000)
-            elif item.key in ("timeout", "retention"):
-                minimum = timedelta(milliseconds=1) if item.key == "timeout" else timedelta()
-                value = self.r.duration(item.node, key_path, minimum)
+            elif item.key == "timeout":
+                value = self.r.duration(item.node, key_path, timedelta(milliseconds=1))
+            elif item.key == "retention":
+                self.retention(item.node, key_path, policy)
+                continue
             elif item.key == "backoff":
                 for sub_path, bound in self.r.walk_mapping(item.node, key_path):
                     if bound.key not in BACKOFF_KEYS:
@@ -249,6 +256,28 @@ class _Loader:
                 policy.values[item.key] = value
                 policy.nodes[item.key] = item.node
         return policy
+
+    def retention(self, node: yaml.Node, path: str, policy: _Policy) -> None:
+        """``retention: 24h`` (how long), or ``retention: {for: 24h, max: 10000}`` (how long and how many per queue,
+        either may be left to the defaults)."""
+        if not isinstance(node, yaml.MappingNode):
+            value = self.r.duration(node, path)
+            if value is not None:
+                policy.values["retention"], policy.nodes["retention"] = value, node
+            return
+        for sub_path, bound in self.r.walk_mapping(node, path):
+            if bound.key not in RETENTION_KEYS:
+                hint = did_you_mean(bound.key, RETENTION_KEYS) or "expected for (a duration) or max (a count)"
+                self.r.problem(bound.key_node, sub_path, "unknown key", hint)
+                continue
+            found: Any = (
+                self.r.duration(bound.node, sub_path)
+                if bound.key == "for"
+                else self.r.integer(bound.node, sub_path, 0, RETENTION_MAX_LIMIT)
+            )
+            if found is not None:
+                name = "retention" if bound.key == "for" else "retention.max"
+                policy.values[name], policy.nodes[name] = found, bound.node
 
     def sensitive(self, node: yaml.Node, path: str) -> tuple[str, ...] | None:
         """Payload paths: ``token``, ``headers.authorization``, ``url.query`` (the query string of ``url``)."""
@@ -331,6 +360,7 @@ class _Loader:
                 ),
                 timeout=values["timeout"],
                 retention=values["retention"],
+                retention_max=values["retention.max"],
                 api=bool(values.get("api", False)),
                 unique=own.values.get("unique"),
                 unique_key=own.values.get("unique_key"),

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD",
     "DEFAULT_QUEUE",
     "DEFAULT_RETENTION",
+    "DEFAULT_RETENTION_MAX",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
     "DRAMATIQ_RETRY",
@@ -50,6 +51,8 @@ DEFAULT_TIMEOUT = timedelta(minutes=10)
 """A running attempt is interrupted after this long."""
 DEFAULT_RETENTION = timedelta(hours=24)
 """How long a completed task stays inspectable."""
+DEFAULT_RETENTION_MAX = 10_000
+"""At most this many completed tasks are kept per queue (the newest), however short their retention."""
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 """The largest payload a task takes, in bytes of JSON (1 MiB), unless jobs.yaml sets ``max_payload``."""
 DEFAULT_COOLDOWN = timedelta(minutes=10)
@@ -126,6 +129,8 @@ class TaskSpec:
     """A running attempt is interrupted after this long and counts as a failure."""
     retention: timedelta = DEFAULT_RETENTION
     """How long a completed task stays inspectable (0 = not kept)."""
+    retention_max: int = DEFAULT_RETENTION_MAX
+    """At most this many completed tasks are kept in the task's queue: each completion trims the oldest beyond it."""
     api: bool = False
     """May be triggered through ``POST /api/jobs/trigger/{task}``."""
     unique: timedelta | None = None

@@ -51,6 +51,7 @@ def declare_task(
             "max_backoff": _ms(task.retry.backoff_max),
             "time_limit": _ms(task.timeout),
             "retention": _ms(task.retention),
+            "retention_max": task.retention_max,
             "retry_on": only,
             "skip_retry_on": skip,
             # Dramatiq logs these at info level instead of as unhandled errors.

@@ -21,15 +21,16 @@ Everything the broker needs is passed to its constructor: the Redis client, the 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from uuid import uuid4
 
 import redis
 from dramatiq.broker import Consumer, MessageProxy
@@ -39,7 +40,7 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware, MiddlewareError
 
-from jobkit.config.model import DEFAULT_RETENTION, REPLICATION_TIMEOUT
+from jobkit.config.model import DEFAULT_RETENTION, DEFAULT_RETENTION_MAX, REPLICATION_TIMEOUT
 from jobkit.engine.messages import UNIQUE_OPTION, Claim, Outgoing, Refused
 from jobkit.engine.running import CANCELED_OPTION
 from jobkit.engine.work_queue import WorkQueue
@@ -48,7 +49,7 @@ from jobkit.store.connection import async_twin
 from jobkit.store.keys import Keys
 from jobkit.store.scripts import Scripts, script_source
 
-__all__ = ["DEAD_MAX", "DEAD_TTL_MS", "HEARTBEAT_TIMEOUT_MS", "JobkitBroker", "JobkitConsumer"]
+__all__ = ["DEAD_MAX", "DEAD_TTL_MS", "HEARTBEAT_TIMEOUT_MS", "JobkitBroker", "JobkitConsumer", "new_rid"]
 
 #: A worker whose last heartbeat is older than this is dead; its unfinished tasks run again elsewhere.
 HEARTBEAT_TIMEOUT_MS = 15_000
@@ -236,9 +237,9 @@ class JobkitBroker(RedisBroker):
         """The message as it will be stored, and the script command and arguments that store it."""
         if outgoing.fresh:
             message = outgoing.message
-            message.options["redis_message_id"] = str(uuid4())
+            message.options["redis_message_id"] = new_rid()
         else:
-            message = outgoing.message.copy(options={"redis_message_id": str(uuid4())})
+            message = outgoing.message.copy(options={"redis_message_id": new_rid()})
         message.options.pop("eta", None)  # Dramatiq's in-memory delay: jobkit's delayed messages wait in Redis
         message.options.pop("jobkit_retry", None)  # what jobkit 0.2 marked retries with
         delay = outgoing.delay_ms
@@ -344,6 +345,13 @@ class JobkitBroker(RedisBroker):
         return do_dispatch
 
 
+def new_rid() -> str:
+    """A fresh rid (one enqueue of a message): 120 random bits in 20 URL-safe characters. Dramatiq writes a uuid4
+    (36); a rid is stored three times per pending task (the queue list, the message store's field, the id index), and
+    20 characters is what Redis's allocator fits in its smallest string, so each pending task costs 64 bytes less."""
+    return base64.urlsafe_b64encode(os.urandom(15)).decode()
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -354,6 +362,18 @@ def _not_replicated(message: Message[Any]) -> str:
         f"{REPLICATION_TIMEOUT_MS} ms (durability: replicated); the primary has it and runs it unless it fails over "
         "now, so dispatch again only if a second run is acceptable"
     )
+
+
+#: Options a completed task's record leaves out: the rid (the record is keyed by message id), and what only a retry
+#: reads (Dramatiq's traceback of the last failure, often kilobytes; its requeue time). ``last_error`` stays.
+_NOT_KEPT_WHEN_COMPLETED = ("redis_message_id", "traceback", "requeue_timestamp")
+
+
+def _completed_record(message: MessageProxy) -> bytes:
+    """What a completed task keeps for inspection: payload, result, timings and last error, without the options only
+    a live or retried message needs."""
+    kept = {key: value for key, value in message.options.items() if key not in _NOT_KEPT_WHEN_COMPLETED}
+    return Message(**{**message.asdict(), "options": kept}).encode()
 
 
 def _claim_args(claims: tuple[Claim, ...]) -> list[Any]:
@@ -448,13 +468,16 @@ class JobkitConsumer(Consumer):
             elif message._exception is not None:  # this attempt failed and a retry is already enqueued
                 self._call("ack", options["redis_message_id"], message.message_id, "retry", 0, "")
             else:
-                retention = self._retention(message)
-                completed = b""
-                if retention > 0:
-                    options["completed_at"] = current_millis()
-                    completed = message.encode()
+                retention, most = self._retention(message)
+                completed, at = b"", time.time() * 1000
+                if retention > 0 and most > 0:
+                    options["completed_at"] = int(at)
+                    completed = _completed_record(message)
                 unique = options.get(UNIQUE_OPTION, "")  # its lock ends in the same call
-                self._call("ack", options["redis_message_id"], message.message_id, "ok", retention, completed, unique)
+                rid = options["redis_message_id"]
+                # The record's score is when it is kept until to the microsecond, so "the newest" the count cap keeps
+                # is exact even for completions within one millisecond.
+                self._call("ack", rid, message.message_id, "ok", retention, completed, unique, most, f"{at:.3f}")
 
     def nack(self, message: MessageProxy) -> None:
         options = message.options
@@ -480,9 +503,15 @@ class JobkitConsumer(Consumer):
             self.queued_message_ids.discard(message.message_id)
             self.slot_freed.set()
 
-    def _retention(self, message: MessageProxy) -> int:
+    def _retention(self, message: MessageProxy) -> tuple[int, int]:
+        """How long (ms) and how many of the queue's completed tasks this task's completion keeps."""
         actor = self.broker.actors.get(message.actor_name)
-        return int(actor.options.get("retention", _DEFAULT_RETENTION_MS)) if actor else _DEFAULT_RETENTION_MS
+        if actor is None:
+            return _DEFAULT_RETENTION_MS, DEFAULT_RETENTION_MAX
+        options = actor.options
+        return int(options.get("retention", _DEFAULT_RETENTION_MS)), int(
+            options.get("retention_max", DEFAULT_RETENTION_MAX)
+        )
 
     def requeue(self, messages: Any) -> None:
         rids = [message.options["redis_message_id"] for message in messages]
@@ -514,7 +543,7 @@ class JobkitConsumer(Consumer):
         waiting = message.copy(
             options={
                 "last_error": error, "last_failed_at": current_millis(), UNKNOWN_WAITS_OPTION: waits,
-                "redis_message_id": str(uuid4()), "jobkit_due": current_millis() + delay_ms,
+                "redis_message_id": new_rid(), "jobkit_due": current_millis() + delay_ms,
             }
         )  # fmt: skip
         due = waiting.options["jobkit_due"]

@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from redis.exceptions import ResponseError
+
 from jobkit.config.model import TaskSpec
 from jobkit.services.client import Client
 
-__all__ = ["RedisInfo", "System", "TaskType", "WorkerRef", "WorkerStatus"]
+__all__ = ["MemoryReport", "QueueMemory", "RedisInfo", "System", "TaskType", "WorkerRef", "WorkerStatus", "human_bytes"]
 
 
 def _iso(ms: float) -> str:
@@ -26,6 +28,48 @@ def _iso(ms: float) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def human_bytes(n: int) -> str:
+    """Bytes as Redis's INFO writes them: ``512B``, ``1.50K``, ``12.25M``, ``2.00G``."""
+    for unit, size in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n}B"
+
+
+@dataclass(frozen=True)
+class QueueMemory:
+    queue: str
+    bytes: int
+    """What the queue's keys take in Redis (``MEMORY USAGE``, which samples large hashes and sets)."""
+    largest_key: str | None
+    largest_bytes: int
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """Redis memory, and jobkit's own share of it: each queue's keys and jobkit's fixed keys. Per-task keys (unique
+    locks, workflow state, progress) are not counted: finding them would need a scan; each is bounded by its TTL."""
+
+    used_memory: int
+    used_memory_human: str
+    maxmemory: int
+    jobkit_bytes: int
+    jobkit_human: str
+    queues: list[QueueMemory]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line: ``9.80M of 12.25M used: default 9.70M (largest jobkit:default.done.msgs 7.01M), low 2.00K``."""
+        parts = []
+        for q in self.queues:
+            largest = f" (largest {q.largest_key} {human_bytes(q.largest_bytes)})" if q.largest_key else ""
+            parts.append(f"{q.queue} {human_bytes(q.bytes)}{largest}")
+        limit = f", limit {human_bytes(self.maxmemory)}" if self.maxmemory else ""
+        return f"{self.jobkit_human} of {self.used_memory_human} used{limit}: " + ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -67,6 +111,8 @@ class TaskType:
     max_retries: int
     timeout_seconds: float
     retention_seconds: float
+    retention_max: int
+    """At most this many of the queue's completed tasks are kept (``retention.max``)."""
     unique_seconds: float | None
     unique_key: str | None
     rate_limit: str | None
@@ -94,6 +140,8 @@ class RedisInfo:
     namespace: str
     keys: int
     """Keys in the whole database (DBSIZE), not only this namespace: counting those would need a scan."""
+    jobkit_memory_human: str | None = None
+    """jobkit's share of the memory, per queue with its largest key (:meth:`MemoryReport.summary`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,6 +234,7 @@ class System:
             max_retries=spec.retry.max_retries,
             timeout_seconds=spec.timeout.total_seconds(),
             retention_seconds=spec.retention.total_seconds(),
+            retention_max=spec.retention_max,
             unique_seconds=spec.unique.total_seconds() if spec.unique is not None else None,
             unique_key=spec.unique_key,
             rate_limit=str(spec.rate_limit) if spec.rate_limit is not None else None,
@@ -207,4 +256,52 @@ class System:
             connected_clients=int(info.get("connected_clients", 0)),
             namespace=self.namespace,
             keys=int(self.redis.dbsize()),
+            jobkit_memory_human=self._memory_summary(),
+        )
+
+    def _memory_summary(self) -> str | None:
+        report = self.memory_or_none()
+        return report.summary() if report is not None else None
+
+    def memory_or_none(self) -> MemoryReport | None:
+        """:meth:`memory`, or None where Redis refuses ``MEMORY USAGE`` (an ACL, a proxy): the rest still answers."""
+        try:
+            return self.memory()
+        except ResponseError:
+            return None
+
+    def memory(self) -> MemoryReport:
+        """Redis's ``used_memory`` and what jobkit's keys take, per queue with its largest key, in one round trip."""
+        per_queue = {name: self.keys.queue_keys(name) for name in self.project.queues}
+        fixed = [
+            self.keys.heartbeats, self.keys.workers, self.keys.paused, self.keys.schedules, self.keys.schedules_last,
+            self.keys.schedules_skipped, self.keys.health, self.keys.alert_samples, self.keys.revoked_tokens,
+        ]  # fmt: skip
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.info("memory")
+        names = [key for keys in per_queue.values() for key in keys] + fixed
+        for key in names:
+            pipe.memory_usage(key)
+        info, *sizes = pipe.execute()
+        size_of = {key: int(size or 0) for key, size in zip(names, sizes, strict=True)}
+        queues = []
+        for queue, keys in per_queue.items():
+            largest = max(keys, key=lambda k: size_of[k])
+            queues.append(
+                QueueMemory(
+                    queue=queue,
+                    bytes=sum(size_of[k] for k in keys),
+                    largest_key=largest if size_of[largest] else None,
+                    largest_bytes=size_of[largest],
+                )
+            )
+        total = sum(size_of.values())
+        used = int(info.get("used_memory", 0))
+        return MemoryReport(
+            used_memory=used,
+            used_memory_human=str(info.get("used_memory_human", human_bytes(used))),
+            maxmemory=int(info.get("maxmemory", 0)),
+            jobkit_bytes=total,
+            jobkit_human=human_bytes(total),
+            queues=queues,
         )

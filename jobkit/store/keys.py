@@ -49,8 +49,10 @@ LAYOUT: dict[str, Key] = {
     "retry": Key("{ns}:{queue}.retry", "zset", "rid -> due (ms): failed attempts waiting for the next one"),
     "dead": Key("{ns}:{queue}.XQ", "zset", "rid -> archived at (ms) (Dramatiq's dead-letter set)"),
     "dead_messages": Key("{ns}:{queue}.XQ.msgs", "hash", "rid -> message as its final attempt ended"),
-    "done": Key("{ns}:{queue}.done", "zset", "message id -> kept until (ms): completed tasks"),
-    "done_messages": Key("{ns}:{queue}.done.msgs", "hash", "message id -> completed message"),
+    "done": Key(
+        "{ns}:{queue}.done", "zset", "message id -> kept until (ms): completed tasks, at most retention.max (expires)"
+    ),
+    "done_messages": Key("{ns}:{queue}.done.msgs", "hash", "message id -> completed record (expires with .done)"),
     "progress": Key("{ns}:{queue}.progress.{id}", "string", "a running task's latest progress (JSON), 1 h at most"),
     "processed_day": Key("{ns}:{queue}.processed.{day}", "string", "attempts finished that UTC day (90 days)"),
     "failed_day": Key("{ns}:{queue}.failed.{day}", "string", "attempts failed that UTC day (90 days)"),

@@ -229,6 +229,9 @@ def test_every_page_loads_without_console_errors(page: Page, stack: Stack) -> No
     page.get_by_role("link", name="Redis").click()
     expect(page.locator("[data-field='version']")).to_have_text(stack.redis.info()["redis_version"])
     expect(page.locator("[data-field='connected_clients']")).to_be_visible()
+    # jobkit's share of Redis memory, per queue with its largest key (the low queue holds the scheduled task)
+    expect(page.locator("[data-field='jobkit_memory_human']")).to_contain_text(" used: ")
+    expect(page.locator("[data-field='jobkit_memory_human']")).to_contain_text(":low.msgs")
 
     page.get_by_role("link", name="Schedules").click()
     expect(page.locator("#schedules")).to_be_visible()

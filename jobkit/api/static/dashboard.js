@@ -1189,7 +1189,7 @@ function redisView(root) {
   append(root, details);
   const labels = [["version", "Version"], ["mode", "Mode"], ["uptime_seconds", "Uptime (s)"], ["used_memory_human", "Memory used"],
     ["used_memory_peak_human", "Memory peak"], ["maxmemory_human", "Memory limit"], ["connected_clients", "Clients"],
-    ["keys", "Keys in namespace"], ["namespace", "Namespace"]];
+    ["keys", "Keys in namespace"], ["namespace", "Namespace"], ["jobkit_memory_human", "jobkit's memory"]];
   async function load() {
     let info;
     try {

@@ -101,7 +101,7 @@ class Retries(Middleware):
     def actor_options(self) -> set[str]:
         # Dramatiq's, jobkit's retry_on / skip_retry_on, and the broker's retention of completed tasks.
         dramatiq = {"max_retries", "min_backoff", "max_backoff", "retry_when", "throws", "on_retry_exhausted"}
-        return dramatiq | {"retry_on", "skip_retry_on", "retention"}
+        return dramatiq | {"retry_on", "skip_retry_on", "retention", "retention_max"}
 
     def after_process_message(
         self, broker: Broker, message: Any, *, result: Any = None, exception: BaseException | None = None

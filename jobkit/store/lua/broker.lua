@@ -192,15 +192,50 @@ local function drop_archived(n)
     end
 end
 
--- Drop archived messages past their age, then the oldest beyond the size cap; completed ones past retention.
-local function trim()
-    drop_archived(math.min(redis.call("zcount", Q.dead, "-inf", now - dead_ttl), TRIM_BATCH))
-    drop_archived(redis.call("zcard", Q.dead) - dead_max)
-    local finished = redis.call("zrangebyscore", Q.done, "-inf", now, "LIMIT", 0, TRIM_BATCH)
-    if #finished > 0 then
-        redis.call("hdel", Q.done_messages, unpack(finished))
-        redis.call("zremrangebyrank", Q.done, 0, #finished - 1)
+-- Drop up to `budget` of the archived messages that are past their age or beyond the size cap (the oldest first:
+-- both are the lowest scores), so even a set an operator filled far past the cap shrinks a batch at a time.
+local function trim_archived(budget)
+    local expired = redis.call("zcount", Q.dead, "-inf", now - dead_ttl)
+    drop_archived(math.min(math.max(expired, redis.call("zcard", Q.dead) - dead_max), budget))
+end
+
+-- Completed records are bounded by age and by count as they are written, so trimming keeps pace with any throughput
+-- without a timed pass: each completion that keeps a record drops up to TRIM_PER_ACK of the records that are past
+-- their retention or beyond the queue's cap (one in, up to a few out), the lowest scores first (they expire first;
+-- with one retention per queue, the oldest). The record's two keys expire with the record kept longest, so a queue
+-- that goes quiet leaves nothing behind once its last retention ends, whether a maintenance pass runs or not.
+local TRIM_PER_ACK = 4
+
+local function trim_completed(cap, budget)
+    local n = math.min(math.max(redis.call("zcount", Q.done, "-inf", now), redis.call("zcard", Q.done) - cap), budget)
+    if n > 0 then
+        local oldest = redis.call("zrange", Q.done, 0, n - 1)
+        redis.call("hdel", Q.done_messages, unpack(oldest))
+        redis.call("zremrangebyrank", Q.done, 0, #oldest - 1)
     end
+end
+
+-- Keep a completed task's record (message id -> data) for `retention` ms from `at` (ms, with a fraction) among at most
+-- `cap` of its queue.
+local function keep_completed(message_id, data, retention, cap, at)
+    if retention <= 0 or cap <= 0 then
+        trim_completed(math.huge, TRIM_PER_ACK) -- nothing kept: only what has expired goes
+        return
+    end
+    redis.call("zadd", Q.done, at + retention, message_id)
+    redis.call("hset", Q.done_messages, message_id, data)
+    for _, key in ipairs({Q.done, Q.done_messages}) do
+        if redis.call("pttl", key) < retention then
+            redis.call("pexpire", key, retention)
+        end
+    end
+    trim_completed(cap, TRIM_PER_ACK)
+end
+
+-- The archived and completed messages past their age or beyond their cap, a batch of each.
+local function trim()
+    trim_archived(TRIM_BATCH)
+    trim_completed(math.huge, TRIM_BATCH)
 end
 
 -- Hand back the rids a worker held on queue q (to the head of the queue; canceled ones to the archive) and forget
@@ -309,7 +344,8 @@ elseif command == "heartbeat" then
     return redis.call("sismember", K.paused, queue)
 
 elseif command == "ack" then
-    -- args: rid, message id, "ok" | "retry" | "deferred", retention ms, completed message, unique lock key
+    -- args: rid, message id, "ok" | "retry" | "deferred", retention ms, completed message, unique lock key, how many
+    -- completed records the queue keeps at most (retention.max), completion time (ms with a fraction: the score's base)
     -- ("deferred": a rate or concurrency limit put the message back with a delay before it ran; not counted)
     local rid = ARGV[A]
     if settle(rid) then
@@ -323,11 +359,9 @@ elseif command == "ack" then
                 redis.call("hdel", Q.ids, message_id)
             end
             release_unique(ARGV[A + 5], message_id)
-            local retention = tonumber(ARGV[A + 3])
-            if retention > 0 then
-                redis.call("zadd", Q.done, now + retention, message_id)
-                redis.call("hset", Q.done_messages, message_id, ARGV[A + 4])
-            end
+            keep_completed(message_id, ARGV[A + 4], tonumber(ARGV[A + 3]), tonumber(ARGV[A + 6]),
+                tonumber(ARGV[A + 7]) or now)
+            trim_archived(TRIM_PER_ACK) -- what an operator archived in bulk goes too, a few per ack
             redis.call("publish", K.finished(message_id), "completed") -- wakes TaskRef.result(); no-op unheard
         end
     end

@@ -143,6 +143,7 @@ def test_task_types_list_every_declared_task_and_the_live_workers_that_run_it(ht
     assert all(t["served"] is False and t["workers"] == [] for t in idle)
     greet = next(t for t in idle if t["task"] == "test:greet")
     assert greet["queue"] == "default" and greet["api"] is True and greet["max_retries"] == 3
+    assert greet["retention_max"] == 10_000  # the default count of completed tasks kept per queue
 
     worker = dramatiq.Worker(client.broker, worker_threads=1, worker_timeout=100, queues={"low"})
     worker.start()

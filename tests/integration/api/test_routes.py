@@ -69,6 +69,10 @@ def test_stats_lists_every_queue_with_the_spec_fields(http: Http, admin: dict[st
     assert [q["queue"] for q in body["queues"]] == ["critical", "default", "low"]
     default = body["queues"][1]
     assert set(default) == STATS_FIELDS and default["pending"] == 1 and default["size"] == 1
+    memory = body["memory"]  # beside the SPEC's fields: Redis memory and jobkit's share per queue
+    assert memory["used_memory"] > memory["jobkit_bytes"] > 0
+    assert [q["queue"] for q in memory["queues"]] == ["critical", "default", "low"]
+    assert memory["queues"][1]["largest_key"].endswith(":default.msgs")
 
     one = http.get("/api/jobs/queue/default", headers=admin)
     assert one.status_code == 200 and one.json()["pending"] == 1

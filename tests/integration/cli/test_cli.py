@@ -40,6 +40,7 @@ def test_stats_prints_a_table_and_json(cli_env: None, client: Client, capsys: py
     code, table, _ = run(capsys, "stats")
     assert code == 0
     assert all(queue in table for queue in ("critical", "default", "low"))
+    assert "Redis memory: jobkit " in table and ":default.msgs" in table  # the largest key of the queue
     # No worker runs in this test: every task type is named as unserved, under the table.
     assert "no live worker serves: " in table and "test:greet (default)" in table.split("no live worker serves: ")[1]
 
@@ -47,6 +48,7 @@ def test_stats_prints_a_table_and_json(cli_env: None, client: Client, capsys: py
     answer = json.loads(out)
     queues = {row["queue"]: row for row in answer["queues"]}
     assert code == 0 and queues["default"]["pending"] == 1 and queues["low"]["size"] == 0
+    assert answer["memory"]["jobkit_bytes"] > 0
     assert "test:greet" in answer["unserved_tasks"]
 
 

@@ -450,6 +450,7 @@ class JobkitConsumer(Consumer):
         self.paused = False
         # Set when a worker thread finishes one of this queue's messages: a full consumer refills at once.
         self.slot_freed = threading.Event()
+        self._cap: tuple[int, int] = (-1, DEFAULT_RETENTION_MAX)  # (actors counted, the queue's cap)
 
     def _call(self, command: str, *args: Any, maintenance: bool = False) -> Any:
         return self.broker._call(command, self.queue_name, list(args), maintenance)
@@ -473,6 +474,7 @@ class JobkitConsumer(Consumer):
                 if retention > 0 and most > 0:
                     options["completed_at"] = int(at)
                     completed = _completed_record(message)
+                    most = self._queue_cap()
                 unique = options.get(UNIQUE_OPTION, "")  # its lock ends in the same call
                 rid = options["redis_message_id"]
                 # The record's score is when it is kept until to the microsecond, so "the newest" the count cap keeps
@@ -512,6 +514,22 @@ class JobkitConsumer(Consumer):
         return int(options.get("retention", _DEFAULT_RETENTION_MS)), int(
             options.get("retention_max", DEFAULT_RETENTION_MAX)
         )
+
+    def _queue_cap(self) -> int:
+        """How many completed records this queue keeps: the largest ``retention.max`` of the jobs.yaml tasks on it
+        (the default when none sets one). One cap per queue, since its records share one set: trimming to the
+        smallest a task asks for would drop the records of the others."""
+        counted, cap = self._cap
+        actors = self.broker.actors
+        if counted != len(actors):  # actors are declared as modules load; recount when one more is there
+            caps = [
+                int(actor.options["retention_max"])
+                for actor in list(actors.values())
+                if actor.queue_name == self.queue_name and "retention_max" in actor.options
+            ]
+            cap = max(caps, default=DEFAULT_RETENTION_MAX)
+            self._cap = (len(actors), cap)
+        return cap
 
     def requeue(self, messages: Any) -> None:
         rids = [message.options["redis_message_id"] for message in messages]

@@ -16,10 +16,12 @@ from jobkit.services.queues import Queues
 from tests.support import wait_for
 
 RETENTION_JOBS = """
-queues: {default: {weight: 1}}
+queues: {default: {weight: 1}, brief: {weight: 1}, mixed: {weight: 1}}
 tasks:
   r:capped: {handler: "tests.handlers:accept", retention: {for: 1h, max: 100}}
-  r:brief: {handler: "tests.handlers:accept", retention: 1s}
+  r:brief: {handler: "tests.handlers:accept", retention: 1s, queue: brief}
+  r:small: {handler: "tests.handlers:accept", retention: {for: 1h, max: 100}, queue: mixed}
+  r:wide: {handler: "tests.handlers:accept", retention: {for: 1h, max: 300}, queue: mixed}
 """
 
 
@@ -66,14 +68,27 @@ def test_a_short_retention_leaves_nothing_behind_without_a_timed_pass(
     queues = Queues(client)
     client.dispatch_many("r:brief", [{"n": n} for n in range(300)])
     with worker_without_timed_passes(client, threads=4):
-        wait_for(lambda: queues.stats("default").processed_total == 300, timeout=50, what="300 completions")
+        wait_for(lambda: queues.stats("brief").processed_total == 300, timeout=50, what="300 completions")
         finished = time.monotonic()
-        done_keys = (f"{namespace}:default.done", f"{namespace}:default.done.msgs")
+        done_keys = (f"{namespace}:brief.done", f"{namespace}:brief.done.msgs")
         # Redis itself drops the records' keys once the last retention (1 s) ends; the worker stays up and idle.
         wait_for(lambda: redis_client.exists(*done_keys) == 0, timeout=2.0, what="the completed records to go")
         assert time.monotonic() - finished < 2.0
-    assert queues.stats("default").completed == 0
-    assert queues.tasks("default", "completed")[0] == 0
+    assert queues.stats("brief").completed == 0
+    assert queues.tasks("brief", "completed")[0] == 0
+
+
+def test_tasks_of_one_queue_share_the_largest_cap_any_of_them_declares(make_client: Callable[[str], Client]) -> None:
+    # One set of completed records per queue: the cap is the largest declared (300), so the records of the task
+    # that asks for 300 are never dropped by completions of the one that asks for 100.
+    client = make_client(RETENTION_JOBS)
+    queues = Queues(client)
+    wide = client.dispatch_many("r:wide", [{"n": n} for n in range(100)])
+    small = client.dispatch_many("r:small", [{"n": n} for n in range(250)])
+    with worker_without_timed_passes(client, threads=1):
+        wait_for(lambda: queues.stats("mixed").processed_total == 350, timeout=50, what="350 completions")
+        total, kept = queues.tasks("mixed", "completed", page=1, size=1000)
+        assert (total, {info.id for info in kept}) == (300, {ref.id for ref in [*wide[-50:], *small]})
 
 
 ARCHIVE_JOBS = """

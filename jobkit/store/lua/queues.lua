@@ -67,6 +67,20 @@ local function drop_pending(rids)
     end
 end
 
+-- Move the rids' messages to the dead-letter set, archived now like a final failure (each unique lock ends; the
+-- message stays inspectable). The caller removes the rids from where they were.
+local function archive_all(rids)
+    for i = 1, #rids do
+        local data = redis.call("hget", Q.messages, rids[i])
+        if data then
+            release_unique(unique_lock_of(data), message_id_of(data))
+            redis.call("zadd", Q.dead, now, rids[i])
+            redis.call("hset", Q.dead_messages, rids[i], data)
+            redis.call("hdel", Q.messages, rids[i])
+        end
+    end
+end
+
 -- Append (rid, score, message) rows to `result` for flat (rid, score) pairs whose messages are in `store`.
 local function add_rows(result, flat, store)
     for i = 1, #flat, 2 do
@@ -259,15 +273,7 @@ elseif command == "delete_all_pending" then
 elseif command == "archive_all_pending" then
     -- Archived like a final failure: each unique lock ends, the message stays inspectable in the dead-letter set.
     local rids = redis.call("lrange", Q.pending, 0, -1)
-    for i = 1, #rids do
-        local data = redis.call("hget", Q.messages, rids[i])
-        if data then
-            release_unique(unique_lock_of(data), message_id_of(data))
-            redis.call("zadd", Q.dead, now, rids[i])
-            redis.call("hset", Q.dead_messages, rids[i], data)
-            redis.call("hdel", Q.messages, rids[i])
-        end
-    end
+    archive_all(rids)
     redis.call("del", Q.pending)
     return #rids
 
@@ -305,15 +311,7 @@ elseif command == "archive_state" then
     -- args: "scheduled" | "retry", batch. Archives up to `batch` tasks of that state like "archive"; returns how many.
     local zset = ARGV[A] == "retry" and Q.retry or Q.scheduled
     local rids = redis.call("zrange", zset, 0, tonumber(ARGV[A + 1]) - 1)
-    for i = 1, #rids do
-        local data = redis.call("hget", Q.messages, rids[i])
-        if data then
-            release_unique(unique_lock_of(data), message_id_of(data))
-            redis.call("zadd", Q.dead, now, rids[i])
-            redis.call("hset", Q.dead_messages, rids[i], data)
-            redis.call("hdel", Q.messages, rids[i])
-        end
-    end
+    archive_all(rids)
     if #rids > 0 then
         redis.call("zrem", zset, unpack(rids))
     end

@@ -39,6 +39,7 @@ from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware, MiddlewareError
+from redis.exceptions import NoScriptError
 
 from jobkit.config.model import DEFAULT_RETENTION, DEFAULT_RETENTION_MAX, REPLICATION_TIMEOUT
 from jobkit.engine.messages import UNIQUE_OPTION, Claim, Outgoing, Refused
@@ -215,15 +216,15 @@ class JobkitBroker(RedisBroker):
         replies: list[Any] = []
         calls = [prepared[start : start + SEND_MANY_BATCH] for start in range(0, len(prepared), SEND_MANY_BATCH)]
         for trip in range(0, len(calls), SEND_MANY_CALLS_PER_TRIP):
-            pipe = self.client.pipeline(transaction=False)
+            script_calls: list[list[Any]] = []
             for call in calls[trip : trip + SEND_MANY_CALLS_PER_TRIP]:
                 args: list[Any] = []
                 for _message, command, command_args in call:
                     if len(command_args) == (3 if command == "enqueue" else 5):
                         command_args = [*command_args, 0]  # no claims: say so, the next message follows
                     args += [command, len(command_args), *command_args]
-                self.lua.call("broker", *self._header("enqueue_many", queue_name, args), client=pipe)
-            for reply in pipe.execute():
+                script_calls.append(self._header("enqueue_many", queue_name, args))
+            for reply in self.lua.call_pipelined("broker", script_calls):
                 replies.extend(reply)
         sent = []
         for outgoing, (message, _command, _args), reply in zip(outgoings, prepared, replies, strict=True):
@@ -406,25 +407,38 @@ class _Batcher:
         answer: tuple[Any, int] = await future
         return answer
 
+    async def _run(self, calls: list[list[Any]], replicated: bool) -> tuple[list[Any], int]:
+        """One pipeline of EVALSHA calls (and a WAIT after them when ``replicated``): the results, and how many
+        replicas acknowledged. EVALSHA rather than the Script object: redis-py's pipeline asks SCRIPT EXISTS in a
+        round trip of its own before every execute of a pipeline that holds a Script."""
+        pipe = self.script.registered_client.pipeline(transaction=False)
+        for args in calls:
+            pipe.evalsha(self.script.sha, len(self.keys), *self.keys, *args)
+        if replicated:  # one WAIT after the batch covers every write before it on this connection
+            pipe.execute_command("WAIT", 1, REPLICATION_TIMEOUT_MS)
+        results = await pipe.execute(raise_on_error=False)
+        replicas = 0
+        if replicated:
+            acknowledged = results.pop()
+            replicas = acknowledged if isinstance(acknowledged, int) else 0
+        return results, replicas
+
     async def _flush(self) -> None:
         batch, self.waiting = self.waiting, []
         replicated, self.replicated = self.replicated, False
         try:
-            pipe = self.script.registered_client.pipeline(transaction=False)
-            for args, _ in batch:
-                await self.script(keys=self.keys, args=args, client=pipe)
-            if replicated:  # one WAIT after the batch covers every write before it on this connection
-                pipe.execute_command("WAIT", 1, REPLICATION_TIMEOUT_MS)
-            results = await pipe.execute(raise_on_error=False)
+            results, replicas = await self._run([args for args, _ in batch], replicated)
+            refused = [index for index, result in enumerate(results) if isinstance(result, NoScriptError)]
+            if refused:  # the first call, or Redis lost its script cache (a restart): load it, run those again
+                await self.script.registered_client.script_load(self.script.script)
+                again, replicas = await self._run([batch[index][0] for index in refused], replicated)
+                for index, result in zip(refused, again, strict=True):
+                    results[index] = result
         except Exception as exc:  # the connection failed: every call in the batch sees it
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        replicas = 0
-        if replicated:
-            acknowledged = results.pop()
-            replicas = acknowledged if isinstance(acknowledged, int) else 0
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 if isinstance(result, Exception):

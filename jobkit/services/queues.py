@@ -166,10 +166,9 @@ class Queues:
         """Stats of several queues in one round trip."""
         names = self.list() if names is None else names
         now_ms = int(time.time() * 1000)
-        pipe = self.redis.pipeline(transaction=False)
-        for name in names:
-            self._lua.call("queues", "stats", now_ms, name, now_ms // _DAY_MS, client=pipe)
-        return [self._stats(name, raw, now_ms) for name, raw in zip(names, pipe.execute(), strict=True)]
+        calls = [["stats", now_ms, name, now_ms // _DAY_MS] for name in names]
+        replies = self._lua.call_pipelined("queues", calls)
+        return [self._stats(name, raw, now_ms) for name, raw in zip(names, replies, strict=True)]
 
     @staticmethod
     def _stats(name: str, raw: _Raw, now_ms: int) -> QueueStats:

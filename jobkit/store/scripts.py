@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from jobkit.store.keys import Keys, expand_lua, lua_prelude
 
@@ -49,3 +50,25 @@ class Scripts:
     def call(self, name: str, *args: Any, client: Any = None) -> Any:
         """Run script ``name`` with ``args`` (on ``client``, e.g. a pipeline, when given)."""
         return self.script(name)(keys=[self.keys.namespace], args=list(args), client=client)
+
+    def call_pipelined(self, name: str, calls: list[list[Any]]) -> list[Any]:
+        """Run script ``name`` once per argument list of ``calls``, in one round trip; the results in order (the
+        first error raised). EVALSHA rather than a Script in the pipeline: redis-py's pipeline asks SCRIPT EXISTS in a
+        round trip of its own before every execute of a pipeline that holds a Script."""
+        script = self.script(name)
+        results = self._evalsha_all(script.sha, calls)
+        refused = [index for index, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if refused:  # the first call, or Redis lost its script cache (a restart): load it, run those again
+            self.client.script_load(script.script)
+            for index, result in zip(refused, self._evalsha_all(script.sha, [calls[i] for i in refused]), strict=True):
+                results[index] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+    def _evalsha_all(self, sha: str, calls: list[list[Any]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for args in calls:
+            pipe.evalsha(sha, 1, self.keys.namespace, *args)
+        return list(pipe.execute(raise_on_error=False))

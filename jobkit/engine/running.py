@@ -78,6 +78,7 @@ class Running:
         "message_id",
         "progress_written",
         "queue",
+        "secrets",
         "sleeping",
         "thread_id",
         "wake",
@@ -87,6 +88,8 @@ class Running:
         self.message_id = message_id
         self.queue = queue
         self.thread_id = threading.get_ident()
+        # The clear values of the task's sensitive fields, set while its handler runs: never in a progress note.
+        self.secrets: tuple[str, ...] = ()
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.canceled_by: str | None = None
@@ -136,6 +139,8 @@ class Running:
         if latest is None:
             return None
         done, total, note = latest
+        if note is not None and self.secrets:
+            note = _scrub(str(note), self.secrets)
         percent = round(min(max(done / total, 0.0), 1.0) * 100, 1) if total else None
         return {"done": done, "total": total, "percent": percent, "note": note, "updated_at": _now_ms()}
 
@@ -147,6 +152,12 @@ class Running:
         self._flushed = latest
         self.progress_written = True
         return self.progress
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:  # the longest first (see jobkit.engine.sealing.scrub)
+        text = text.replace(secret, "***")
+    return text
 
 
 def current() -> Running | None:

@@ -23,16 +23,17 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from jobkit.engine.running import current
 from jobkit.errors import DispatchError
 
-__all__ = ["MASK", "SEALED_PREFIX", "Sealer", "redact", "scrub"]
+__all__ = ["MASK", "SEALED_PREFIX", "Sealer", "redact", "scrub", "scrub_value"]
 
 MASK = "***"
 SEALED_PREFIX = "jobkit:sealed:v1:"
@@ -150,23 +151,78 @@ class Sealer:
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
             opened = self.open(kwargs, paths)
+            secrets = _secrets(_texts(opened, paths))
+            running = current()
+            if running is not None:
+                running.secrets = secrets  # a progress note never shows them
             try:
-                return fn(*args, **opened)
+                result = fn(*args, **opened)
             except Exception as exc:
-                secrets = [text for text in _texts(opened, paths) if text]
                 if secrets:
                     exc.args = tuple(scrub(a, secrets) if isinstance(a, str) else a for a in exc.args)
                 raise
+            # What the handler returns is kept, shown and fed to a workflow's next step: a clear value only where a
+            # sensitive path says it may be (sealed at rest there, and opened by TaskRef.result()).
+            return _scrub_result(result, paths, secrets) if secrets else result
 
         return run
 
 
-def _texts(payload: Mapping[str, Any], paths: Iterable[str]) -> list[str]:
-    """The clear text of each sensitive value (for scrubbing error messages)."""
-    found: list[str] = []
+def _secrets(texts: Iterable[str]) -> tuple[str, ...]:
+    """The texts worth scrubbing (4 characters or more), the longest first, each once."""
+    return tuple(sorted({text for text in texts if len(text) >= 4}, key=len, reverse=True))
+
+
+def scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` (any JSON shape) with every occurrence of each secret in its texts, keys included, as "***"."""
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, Mapping):
+        return {scrub_value(key, secrets): scrub_value(item, secrets) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_value(item, secrets) for item in value]
+    return value
+
+
+def _scrub_result(result: Any, paths: Iterable[str], secrets: tuple[str, ...]) -> Any:
+    """``result`` scrubbed of ``secrets`` everywhere except at the sensitive ``paths`` (which are sealed later)."""
+    scrubbed = scrub_value(result, secrets)
+    if not isinstance(result, Mapping):
+        return scrubbed
+    for path in paths:
+        kept = _values_at(result, path)
+        if kept:
+            scrubbed = _walk(scrubbed, path, functools.partial(_put_back, kept[0]))
+    return scrubbed
+
+
+def _put_back(original: Any, _value: Any, _path: str) -> Any:
+    return original
+
+
+def _values_at(payload: Any, path: str) -> list[Any]:
+    found: list[Any] = []
 
     def keep(value: Any, _path: str) -> Any:
-        found.append(value if isinstance(value, str) else json.dumps(value))
+        found.append(value)
+        return value
+
+    _walk(payload, path, keep)
+    return found
+
+
+def _texts(payload: Mapping[str, Any], paths: Iterable[str]) -> list[str]:
+    """The clear text of each sensitive value (for scrubbing error messages, results and progress notes). For
+    ``url.query`` also each parameter's value, as written and decoded: an error that quotes one value names it."""
+    found: list[str] = []
+
+    def keep(value: Any, path: str) -> Any:
+        text = value if isinstance(value, str) else json.dumps(value)
+        found.append(text)
+        if isinstance(value, str) and _split(path)[-1] == _QUERY:
+            for pair in value.split("&"):
+                raw = pair.partition("=")[2]
+                found.extend((raw, unquote_plus(raw)))
         return value
 
     for path in paths:

@@ -196,6 +196,11 @@ class WorkflowRuns:
             return  # the state expired or was deleted: nothing to continue
         definition = json.loads(raw[0])
         size = len(definition["steps"][step]["tasks"])
+        spec = self.builder.project.tasks.get(message.actor_name)
+        if spec is not None and spec.sensitive and isinstance(result, dict):
+            # A step's result is shown with the run and feeds the next step: its sensitive fields never in clear
+            # (the handler's other fields were scrubbed of their values as it returned).
+            result = redact(result, spec.sensitive)
         recorded = json.dumps(result, default=str)
         done = int(self.broker.lua.call("workflows", "complete", workflow_id, step, member, recorded))
         if done != size:

@@ -77,3 +77,16 @@ def counted(key: str, n: int, report: bool = True) -> int:
             jobkit.progress(i + 1, n, note="iterations")
     _redis(os.environ["JOBKIT_TEST_REDIS_URL"]).rpush(f"{key}:took", repr(time.perf_counter() - started))
     return total
+
+
+def leaky(token: str) -> dict[str, Any]:
+    """Quotes its sensitive token in a progress note and in a result field that is not declared sensitive."""
+    jobkit.progress(1, 2, note=f"sending token {token} to a@b.c")
+    return {"token": token, "echo": f"token was {token}", "nested": [{"again": token}]}
+
+
+def refuse_key(url: str) -> None:
+    """Fails with an error that quotes one value of the URL's (sensitive) query string."""
+    from urllib.parse import parse_qs, urlsplit
+
+    raise RuntimeError(f"receiver refused key {parse_qs(urlsplit(url).query)['api_key'][0]}")

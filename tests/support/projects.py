@@ -42,6 +42,8 @@ tasks:
   life:no_rows: {handler: "tests.handlers.lifecycle:no_rows", max_retries: 1, backoff: {min: 50ms, max: 100ms}}
   life:retrying: {handler: "tests.handlers.lifecycle:no_rows", max_retries: 5}
   life:secret: {handler: "tests.handlers.lifecycle:secret_result", sensitive: [token], api: true}
+  life:leaky: {handler: "tests.handlers.lifecycle:leaky", sensitive: [token]}
+  life:refuse_key: {handler: "tests.handlers.lifecycle:refuse_key", sensitive: [url.query], max_retries: 0}
   life:too_big: {handler: "tests.handlers.lifecycle:too_big", max_payload: 1000}
   life:not_json: {handler: "tests.handlers.lifecycle:not_json"}
   life:brief: {handler: "tests.handlers.lifecycle:rows", retention: 1s}
@@ -58,6 +60,10 @@ workflows:
     steps:
       - {task: life:step, payload: {n: "{{ input.n }}"}}
       - {task: life:rows, payload: {n: 2}}
+  life:secret_flow:
+    steps:
+      - {task: life:secret, payload: {token: "{{ input.token }}"}}
+      - {task: life:rows, payload: {n: 1}}
 """
 
 #: Workflows and flow-controlled tasks.

@@ -111,6 +111,45 @@ def test_sensitive_fields_of_a_result_are_sealed_at_rest_and_masked_when_shown(
             assert not any(b"reset-4242" in value for value in redis_client.hvals(key)), key
 
 
+def test_a_sensitive_value_quoted_elsewhere_in_a_result_or_a_progress_note_is_masked(
+    client: Client, worker: dramatiq.Worker, redis_client: redis.Redis, namespace: str
+) -> None:
+    ref = client.dispatch("life:leaky", token="reset-4242")
+
+    # The caller gets the declared field back; the value is masked wherever else the handler quoted it
+    assert ref.result(timeout=5) == {"token": "reset-4242", "echo": "token was ***", "nested": [{"again": "***"}]}
+    info = Queues(client).task("default", ref.id)
+    assert info.result == {"token": "***", "echo": "token was ***", "nested": [{"again": "***"}]}
+    assert info.progress is not None and info.progress["note"] == "sending token *** to a@b.c"
+    for key in redis_client.keys(f"{namespace}:*"):
+        kind = redis_client.type(key)
+        values = redis_client.hvals(key) if kind == b"hash" else [redis_client.get(key)] if kind == b"string" else []
+        assert not any(b"reset-4242" in (value or b"") for value in values), key
+
+
+def test_an_error_quoting_one_value_of_a_sensitive_query_string_is_scrubbed(
+    client: Client, worker: dramatiq.Worker
+) -> None:
+    ref = client.dispatch("life:refuse_key", url="https://h.example/x?a=1&api_key=S3CRET%2BTOKEN")
+    with pytest.raises(TaskFailed) as failed:
+        ref.result(timeout=5)
+    assert "S3CRET" not in str(failed.value)
+    assert Queues(client).task("default", ref.id).last_error == "RuntimeError: receiver refused key ***"
+
+
+def test_a_workflow_steps_sensitive_result_is_masked_in_the_run(
+    client: Client, worker: dramatiq.Worker, redis_client: redis.Redis, namespace: str
+) -> None:
+    ref = client.dispatch("life:secret_flow", token="reset-4242")
+    assert ref.result(timeout=10) == {"rows": 1}
+    run = client.workflows.info(ref.id)
+    assert run is not None
+    assert run["steps"][0]["tasks"][0]["result"] == {"token": "***", "ok": True}
+    for key in redis_client.keys(f"{namespace}:*"):
+        if redis_client.type(key) == b"hash":
+            assert not any(b"reset-4242" in value for value in redis_client.hvals(key)), key
+
+
 def test_a_result_too_large_or_not_json_is_not_kept_and_result_says_why(
     client: Client, worker: dramatiq.Worker
 ) -> None:

@@ -39,7 +39,9 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 async def json_bodies_only(request: Request[Any, Any, Any]) -> None:
     """A request that carries a body must say it is JSON (415 otherwise): a `text/plain` body is not parsed."""
-    if request.method in _BODY_METHODS and request.headers.get("content-length", "0") not in ("", "0"):
+    headers = request.headers
+    has_body = headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers  # chunked too
+    if request.method in _BODY_METHODS and has_body:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
             raise HTTPException(

@@ -163,6 +163,8 @@ async def _dispatch(
         raise ValidationException(
             f"body: nests lists or mappings deeper than the {MAX_DEPTH} levels a payload may have"
         )
+    if "triggered_by" in payload:  # what the API records from the token: never the caller's to say
+        raise InvalidRequest("triggered_by: the API sets it from the token; it is not a payload field")
     services = _services(request)
     try:
         return await services.client.dispatch_async(task, triggered_by=claims_of(request).sub, **options, **payload)

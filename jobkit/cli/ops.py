@@ -100,6 +100,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     from rich.table import Table
+    from rich.text import Text
 
     total, infos = _queues().tasks(args.queue, args.state, args.page, args.size)
     if args.json:
@@ -110,7 +111,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for info in infos:
         retried = f"{info.retried}/{info.max_retries}"
-        table.add_row(info.id, info.task, retried, info.next_process_at or "-", info.last_error or "")
+        # Values a payload or a handler wrote are shown as text, never read as Rich markup ("[/bold]" in an error).
+        table.add_row(*map(Text, (info.id, info.task, retried, info.next_process_at or "-", info.last_error or "")))
     _print_table(table)
     return 0
 
@@ -164,6 +166,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     state unless told (the same search as ``GET /api/jobs/search``, its answers followed to the end or to N)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     if args.limit < 1:
         raise UsageError(f"--limit: at least 1, found {args.limit}")
@@ -190,7 +193,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for info in found:
         payload = json.dumps(info.payload, ensure_ascii=False)
-        table.add_row(info.queue, info.state, info.id, info.task, payload[:120], (info.last_error or "")[:120])
+        fields = (info.queue, info.state, info.id, info.task, payload[:120], (info.last_error or "")[:120])
+        table.add_row(*map(Text, fields))  # text, not Rich markup: a payload may hold "[/bold]"
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     return 0
 

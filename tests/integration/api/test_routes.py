@@ -144,9 +144,19 @@ def test_seed_retry_by_queue_and_task_id(http: Http, admin: dict[str, str], clie
     text_type = {**admin, "Content-Type": "text/plain"}
     body = b'{"queue": "default", "task_id": "abc123"}'
     is_error(http.post("/api/jobs/retry", content=body, headers=text_type), 415, "application/json", "text/plain")
+    # the same body sent in chunks (no Content-Length) is refused the same way
+    chunked = http.post("/api/jobs/retry", content=iter([body]), headers=text_type)
+    assert chunked.request.headers.get("transfer-encoding") == "chunked"
+    is_error(chunked, 415, "application/json", "text/plain")
 
 
 # -- triggers --------------------------------------------------------------------------------------------------------
+def test_a_trigger_cannot_say_who_triggered_it(http: Http, admin: dict[str, str]) -> None:
+    # the API records the token's sub; a body field of that name is refused (it was a 500)
+    body = {"name": "Ann", "triggered_by": "bob"}
+    is_error(http.post("/api/jobs/trigger/test:greet", json=body, headers=admin), 422, "triggered_by")
+
+
 def test_seed_trigger_email(http: Http, admin: dict[str, str], client: Client) -> None:
     body = {"to": "user@example.com", "subject": "Test Email", "body": "This is a test email from background job"}
     response = http.post("/api/jobs/trigger/email", json=body, headers=admin)

@@ -93,6 +93,18 @@ def test_search_finds_tasks_across_queues_and_states(
     assert code == 1 and "did you mean 'archived'" in err
 
 
+def test_a_payload_that_looks_like_rich_markup_is_shown_as_text(
+    cli_env: None, client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A user token can plant any text in a payload; the operator's table shows it as written (it was a crash)
+    client.dispatch("test:greet", name="[/bold] markup [red]x[/red]", delay=3600)
+
+    code, table, err = run(capsys, "search", "markup")
+    assert (code, err) == (0, "") and "[/bold] markup [red]x[/red]" in table
+    code, table, err = run(capsys, "tasks", "default", "--state", "scheduled")
+    assert (code, err) == (0, "")
+
+
 def test_user_errors_exit_1_with_the_message_on_stderr(cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "pause", "lwo")
     assert (code, out) == (1, "")

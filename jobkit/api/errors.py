@@ -104,8 +104,29 @@ def _too_deep(request: Request[Any, Any, Any], exc: Exception) -> Response[Error
     return error_response(400, f"body: nests lists or mappings deeper than the {MAX_DEPTH} levels a payload may have")
 
 
+#: A task id (Dramatiq's message ids are UUIDs).
+_TASK_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
 def _duplicate(request: Request[Any, Any, Any], exc: DuplicateTask) -> Response[DuplicateBody]:
-    return Response(DuplicateBody(409, str(exc), exc.existing_id), status_code=409, media_type=MediaType.JSON)
+    text, holder = str(exc), exc.existing_id
+    claims = getattr(request.state, "claims", None)
+    if claims is not None and claims.role == "user" and not (holder and _triggered_by(request, holder) == claims.sub):
+        # A user token learns that the key is taken, not whose task holds it (its id would be another user's).
+        text, holder = _TASK_ID.sub("another task", text), ""
+    return Response(DuplicateBody(409, text, holder), status_code=409, media_type=MediaType.JSON)
+
+
+def _triggered_by(request: Request[Any, Any, Any], task_id: str) -> str | None:
+    """Who triggered task ``task_id`` (looked for in every queue), or None."""
+    queues = request.app.state.services.queues
+    for name in queues.list():
+        try:
+            found: str | None = queues.task(name, task_id).triggered_by
+        except TaskNotFound:
+            continue
+        return found
+    return None
 
 
 def _redis(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:

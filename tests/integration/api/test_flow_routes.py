@@ -82,6 +82,20 @@ def test_a_unique_task_triggered_twice_answers_409_with_the_existing_id(http: Ht
     assert "flow:once" in body["detail"]
 
 
+def test_a_user_is_not_told_the_id_of_another_users_task_that_holds_the_key(http: Http) -> None:
+    first = http.post("/api/jobs/trigger/flow:once", json={"key": "k2"}, headers=bearer("user", "bob"))
+    assert first.status_code == 202, first.text
+    holder = first.json()["task_id"]
+
+    other = http.post("/api/jobs/trigger/flow:once", json={"key": "k2"}, headers=bearer("user", "alice"))
+    admin = http.post("/api/jobs/trigger/flow:once", json={"key": "k2"}, headers=bearer("admin"))
+
+    assert other.status_code == 409, other.text
+    assert other.json()["task_id"] == "" and holder not in other.text  # no way to learn bob's task
+    assert "another task" in other.json()["detail"]
+    assert admin.status_code == 409 and admin.json()["task_id"] == holder  # an admin may read every task
+
+
 def test_the_limits_applied_to_a_task_are_readable(http: Http) -> None:
     limits = http.get("/api/jobs/limits/flow:rated", headers=bearer("viewer")).json()
     assert limits == {

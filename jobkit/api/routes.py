@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -272,8 +273,14 @@ class JobsController(Controller):
             user_id = own
         elif user_id is None:
             user_id = data.params.get("user_id", own)
+        filename = data.filename
+        if claims.role != "admin" and filename is not None:
+            # The exports folder is shared: a user's own name for its file starts with its sub, so it can never
+            # replace another user's export.
+            mine = re.sub(r"[^A-Za-z0-9_-]", "_", claims.sub) + "-"
+            filename = filename if filename.startswith(mine) else mine + filename
         payload = export_payload(
-            services.client.project, user_id, data.export_type, data.export, data.params, data.filename
+            services.client.project, user_id, data.export_type, data.export, data.params, filename
         )  # 422 on a bad one
         filename = payload["filename"]
         ref = await _dispatch(request, "export:process", payload, {})

@@ -198,6 +198,11 @@ def test_trigger_export_refuses_sql_unknown_exports_and_bad_fields(http: Http, a
     is_error(post({"export_type": "csv", "export": "posts_by_user", "filename": "../a.csv"}), 422, "filename")
     # a user token exports its own rows only
     is_error(post({"export_type": "csv", "export": "posts_by_user", "user_id": 2}, bearer("user", "1")), 422, "user_id")
+    # and a name it chooses starts with its sub, so it cannot replace another user's file in the shared folder
+    named = {"export_type": "csv", "export": "posts_by_user", "filename": "export_2_20261202_152000.csv"}
+    assert post(named, bearer("user", "1")).json()["filename"] == "1-export_2_20261202_152000.csv"
+    assert post({**named, "filename": "1-mine.csv"}, bearer("user", "1")).json()["filename"] == "1-mine.csv"
+    assert post(named).json()["filename"] == "export_2_20261202_152000.csv"  # an admin names any file
 
 
 def test_trigger_any_api_task(http: Http, user: dict[str, str], client: Client) -> None:

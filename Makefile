@@ -51,7 +51,9 @@ unit: $(STAMP)
 wrk:
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
+# The peer line also runs taskiq (the `bench` extra, installed here only).
 bench: $(STAMP) wrk databases
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python -m bench
 
 clean:

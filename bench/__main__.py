@@ -1,4 +1,5 @@
-"""`make bench`: jobkit against raw Dramatiq on the same Redis, side by side in one run, reported as ratios.
+"""`make bench`: jobkit against raw Dramatiq (and, in the peer line, taskiq) on the same Redis, side by side in one
+run, reported as ratios.
 
 Absolute rates on a shared 2-core machine are noisy; the ratios of rounds run back to back are what to read.
 """
@@ -15,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
+
+from bench.procs import tree_cpu as _tree_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 3
@@ -69,25 +72,6 @@ def bench_dispatch(url: str) -> tuple[float, float, float, float]:
         redis.Redis.from_url(url).flushdb()
     medians = (statistics.median(rates) for rates in (jobkit_rates, raw_rates, sealed_rates, plain_rates))
     return tuple(medians)  # type: ignore[return-value]
-
-
-def _tree_cpu(root: int) -> float:
-    """User + system CPU seconds of process ``root`` and its live descendants, from /proc."""
-    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    tree, grew = {root}, True
-    while grew:
-        more = {pid for pid, (parent, _) in stats.items() if parent in tree} - tree
-        tree |= more
-        grew = bool(more)
-    return sum(stats[pid][1] for pid in tree if pid in stats)
 
 
 def _drain_rate(
@@ -177,6 +161,9 @@ def main() -> int:
             f"worker CPU per task     jobkit {jk_cpu * 1e6:6.0f} us   raw dramatiq {raw_cpu * 1e6:6.0f} us   "
             f"ratio {jk_cpu / raw_cpu:.2f}   (user+sys of every worker process, default log level; goal <= 1)"
         )
+        from bench.peers import main as peers_main
+
+        peers_main(url)
         from bench.scheduler import scheduler_line
 
         print(scheduler_line(url))

@@ -12,7 +12,13 @@ What changes against the stock broker, each inside the one round trip Dramatiq a
 - orphan recovery (tasks held by a worker whose heartbeat stopped) runs on a timer, and a worker sends heartbeats
   even while all its threads are busy, so a long task never makes a live worker look dead; a dead stock Dramatiq
   worker's messages (in Dramatiq's per-worker ack sets, its delay queues' too) are recovered as well;
-- a worker that is stopped hard hands everything it held straight back (``release``).
+- a worker that is stopped hard hands everything it held straight back (``release``);
+- an idle consumer blocks on its queue's wake-up list (``BLPOP``, bounded by ``IDLE_WAIT_MAX_S``) instead of polling:
+  an enqueue onto an empty queue, a delayed task stored, a resume, or a fetch that leaves work behind pushes a token,
+  so the first task after a quiet spell starts within a round trip or two;
+- acks are group-committed per consumer: the acks that finish while one ack call is out go together in the next,
+  and the counters, the id index and the start markers of a batch are written once per call, not once per task.
+  An ack is never sent before its handler returned, so a worker that dies in between still has the task run again.
 
 Everything the broker needs is passed to its constructor: the Redis client, the key layout, and (in a worker) the
 :class:`~jobkit.engine.work_queue.WorkQueue` that orders work across queues.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import math
 import os
@@ -69,10 +76,17 @@ SEND_MANY_BATCH = 250
 SEND_MANY_CALLS_PER_TRIP = 8
 #: How often each consumer runs maintenance (orphan recovery, dead-letter trimming) along with a fetch.
 MAINTENANCE_INTERVAL_S = 5.0
-#: The longest an idle consumer sleeps between fetches; a due delayed task wakes it earlier.
-IDLE_POLL_MAX_S = 0.2
+#: The longest an idle consumer blocks on its queue's wake-up list (BLPOP) between fetches: an enqueue, a delayed
+#: task stored, a resume or a due time wakes it earlier. Only a stock Dramatiq producer's messages (which push no
+#: token) wait for it; stock Dramatiq workers poll up to their worker timeout (1 s). Idle, a consumer makes two calls
+#: to Redis per interval (BLPOP and a fetch), fewer than the five fetches a second of the 200 ms poll it replaced.
+IDLE_WAIT_MAX_S = 0.5
+#: How late Redis may time a BLPOP out (its timeouts are checked on a 10 Hz clock), plus a margin.
+BLPOP_SLACK_S = 0.11
 #: How often a consumer whose slots are all taken still talks to Redis (heartbeat, pause flag).
 BUSY_POLL_S = 0.25
+#: At most this many acks go in one script call (Redis serves no one else while it runs).
+ACK_BATCH_MAX = 200
 #: A start marker waits at most this long for another call to ride along with.
 START_FLUSH_S = 0.05
 _DEFAULT_RETENTION_MS = int(DEFAULT_RETENTION.total_seconds() * 1000)
@@ -458,10 +472,16 @@ class JobkitConsumer(Consumer):
         self.timeout = timeout
         self.message_cache: list[bytes] = []
         self.queued_message_ids: set[str] = set()
-        self.misses = 0
         self.last_call = 0.0
         self.last_maintenance = 0.0
         self.paused = False
+        self.wakeup = broker.keys.wakeup(queue_name)
+        #: Group commit of acks: those waiting (rid -> the script's arguments), whether a call is out, and how the
+        #: call that carried another thread's ack ended (None: in Redis).
+        self._acks: dict[str, list[Any]] = {}
+        self._ack_done = threading.Condition()
+        self._ack_sending = False
+        self._ack_outcomes: dict[str, BaseException | None] = {}
         # Set when a worker thread finishes one of this queue's messages: a full consumer refills at once.
         self.slot_freed = threading.Event()
         self._cap: tuple[int, int] = (-1, DEFAULT_RETENTION_MAX)  # (actors counted, the queue's cap)
@@ -475,25 +495,70 @@ class JobkitConsumer(Consumer):
 
     def ack(self, message: MessageProxy) -> None:
         options = message.options
-        with self._settling(message):
-            if getattr(message, "jobkit_deferred", False):
-                # A rate or concurrency limit deferred this attempt (re-enqueued with a delay, never run): neither
-                # counted as processed nor recorded as completed.
-                self._call("ack", options["redis_message_id"], message.message_id, "deferred", 0, "")
-            elif message._exception is not None:  # this attempt failed and a retry is already enqueued
-                self._call("ack", options["redis_message_id"], message.message_id, "retry", 0, "")
-            else:
-                retention, most = self._retention(message)
-                completed, at = b"", time.time() * 1000
-                if retention > 0 and most > 0:
-                    options["completed_at"] = int(at)
-                    completed = _completed_record(message)
-                    most = self._queue_cap()
-                unique = options.get(UNIQUE_OPTION, "")  # its lock ends in the same call
-                rid = options["redis_message_id"]
-                # The record's score is when it is kept until to the microsecond, so "the newest" the count cap keeps
-                # is exact even for completions within one millisecond.
-                self._call("ack", rid, message.message_id, "ok", retention, completed, unique, most, f"{at:.3f}")
+        rid = options["redis_message_id"]
+        if getattr(message, "jobkit_deferred", False):
+            # A rate or concurrency limit deferred this attempt (re-enqueued with a delay, never run): neither
+            # counted as processed nor recorded as completed.
+            args: list[Any] = [rid, message.message_id, "deferred", 0, "", "", 0, ""]
+        elif message._exception is not None:  # this attempt failed and a retry is already enqueued
+            args = [rid, message.message_id, "retry", 0, "", "", 0, ""]
+        else:
+            retention, most = self._retention(message)
+            completed, at = b"", time.time() * 1000
+            if retention > 0 and most > 0:
+                options["completed_at"] = int(at)
+                completed = _completed_record(message)
+                most = self._queue_cap()
+            unique = options.get(UNIQUE_OPTION, "")  # its lock ends in the same call
+            # The record's score is when it is kept until to the microsecond, so "the newest" the count cap keeps
+            # is exact even for completions within one millisecond.
+            args = [rid, message.message_id, "ok", retention, completed, unique, most, f"{at:.3f}"]
+        # The slot is free before the ack is in Redis: an ack waiting for its batch must not hold the consumer's
+        # refill back (weighted shares depend on every queue's buffer refilling promptly).
+        self.queued_message_ids.discard(message.message_id)
+        self.slot_freed.set()
+        try:
+            self._send_ack(rid, args)
+            self.last_call = time.monotonic()
+        except redis.ConnectionError as e:
+            raise ConnectionClosed(e) from None
+
+    def _send_ack(self, rid: str, args: list[Any]) -> None:
+        """Group commit: while one ack call of this consumer is out, the acks that worker threads finish wait, and
+        the first of them to find no call out sends them all in one; each thread returns once its own ack is in
+        Redis (or raises if the call that carried it failed, and Dramatiq retries it), so an ack alone costs one
+        call as before and under load one call carries many. Never sent before the handler returned: a worker
+        killed meanwhile leaves the rids in its ack set and orphan recovery runs them again (at least once)."""
+        with self._ack_done:
+            self._acks[rid] = args
+            while True:
+                if rid in self._ack_outcomes:
+                    failure = self._ack_outcomes.pop(rid)
+                    if failure is not None:
+                        raise failure
+                    return
+                if not self._ack_sending:
+                    self._ack_sending = True
+                    batch = dict(itertools.islice(self._acks.items(), ACK_BATCH_MAX))
+                    if rid not in batch:
+                        batch[rid] = self._acks[rid]
+                    for sent in batch:
+                        del self._acks[sent]
+                    break
+                self._ack_done.wait()
+        failure = None
+        try:
+            self._call("ack", *itertools.chain.from_iterable(batch.values()))
+        except BaseException as exc:
+            failure = exc
+        with self._ack_done:
+            self._ack_sending = False
+            for sent in batch:
+                if sent != rid:
+                    self._ack_outcomes[sent] = failure
+            self._ack_done.notify_all()
+        if failure is not None:
+            raise failure
 
     def nack(self, message: MessageProxy) -> None:
         options = message.options
@@ -597,7 +662,6 @@ class JobkitConsumer(Consumer):
     def __next__(self) -> MessageProxy | None:
         try:
             if self.message_cache:
-                self.misses = 0
                 message: Message[Any] = Message.decode(self.message_cache.pop(0))
                 if message.queue_name != self.queue_name or "eta" in message.options:
                     message = self._from_delay_queue(message)
@@ -629,11 +693,18 @@ class JobkitConsumer(Consumer):
             if data:
                 self.message_cache = [item for item in data if item is not None]
                 return self.__next__() if self.message_cache else None
-            self.misses = min(self.misses + 1, 16)
-            pause = min(IDLE_POLL_MAX_S, 0.001 * 2**self.misses)
+            wait = IDLE_WAIT_MAX_S
             if int(next_due) >= 0:
-                pause = min(pause, max(0.0, (int(next_due) - current_millis()) / 1000))
-            time.sleep(pause)
+                until_due = (int(next_due) - current_millis()) / 1000
+                if until_due < BLPOP_SLACK_S:
+                    # Redis times a BLPOP out up to 100 ms late (it checks timeouts on its 10 Hz clock): the last
+                    # stretch before a due task is slept here, precisely, as before wake-ups.
+                    time.sleep(max(0.0, until_due))
+                    return None
+                wait = min(wait, until_due - BLPOP_SLACK_S)
+            # Never a timeout under 10 ms: Redis reads "0.001" as a long double a hair under 1 ms, rounds it to 0
+            # and blocks for ever.
+            self.broker.client.blpop([self.wakeup], timeout=max(wait, 0.01))
             return None
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None

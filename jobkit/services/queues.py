@@ -227,7 +227,11 @@ class Queues:
         self.redis.sadd(self.keys.paused, self.check(name))
 
     def resume(self, name: str) -> None:
-        self.redis.srem(self.keys.paused, self.check(name))
+        queue = self.check(name)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.srem(self.keys.paused, queue)
+        pipe.rpush(self.keys.wakeup(queue), 1)  # its idle consumers look at once (else at their next idle wait)
+        pipe.execute()
 
     def delete_all_pending(self, name: str) -> int:
         return int(self._call("delete_all_pending", self.check(name)))

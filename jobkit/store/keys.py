@@ -43,6 +43,9 @@ LAYOUT: dict[str, Key] = {
         "{ns}:{queue}.DQ", "list", "Dramatiq's delay queue: stock producers' delayed rids (a fetch moves them)"
     ),
     "delayed_messages": Key("{ns}:{queue}.DQ.msgs", "hash", "rid -> message of Dramatiq's delay queue"),
+    "wakeup": Key(
+        "{ns}:{queue}.wakeup", "list", "a token while the pending list went from empty to not: idle consumers BLPOP it"
+    ),
     "ids": Key("{ns}:{queue}.ids", "hash", "message id -> its current rid (live or archived)"),
     "active": Key("{ns}:{queue}.active", "hash", "rid -> started at (ms): running now"),
     "scheduled": Key("{ns}:{queue}.scheduled", "zset", "rid -> due (ms): delayed and at= tasks"),
@@ -125,6 +128,9 @@ class Keys:
     def messages(self, queue: str) -> str:
         return self._key("messages", queue=queue)
 
+    def wakeup(self, queue: str) -> str:
+        return self._key("wakeup", queue=queue)
+
     def active(self, queue: str) -> str:
         return self._key("active", queue=queue)
 
@@ -157,8 +163,8 @@ class Keys:
 
     def queue_keys(self, queue: str) -> list[str]:
         """Every key of one queue that holds tasks (not its counters)."""
-        names = ("pending", "messages", "delayed", "delayed_messages", "ids", "active", "scheduled", "retry", "dead")
-        return [self._key(name, queue=queue) for name in (*names, "dead_messages", "done", "done_messages")]
+        names = ("pending", "wakeup", "messages", "delayed", "delayed_messages", "ids", "active", "scheduled", "retry")
+        return [self._key(name, queue=queue) for name in (*names, "dead", "dead_messages", "done", "done_messages")]
 
     def progress(self, queue: str, message_id: str) -> str:
         return self._key("progress", queue=queue, id=message_id)

@@ -13,14 +13,30 @@
 -- Keys touched (see jobkit/store/keys.py): K.heartbeats, K.worker_acks(worker), K.worker_queue_acks(worker, queue),
 -- K.paused, K.pending(queue), K.messages(queue), K.ids(queue), K.active(queue), K.scheduled(queue), K.retry(queue),
 -- K.delayed(queue), K.delayed_messages(queue) (Dramatiq's delay queue, which stock producers write: read and emptied),
--- K.dead(queue), K.dead_messages(queue), K.done(queue), K.done_messages(queue), K.processed_day(queue, day),
--- K.failed_day(queue, day), K.processed_total(queue), K.failed_total(queue); K.canceled(id) (read as a held task is
--- handed back, deleted as a canceled one is archived) and the channel K.finished(id) (published to as a task
--- settles: completed, archived or canceled); and the claim keys an enqueue is given
--- (unique locks, scheduler fire claims), which the caller builds with the same layout.
+-- K.wakeup(queue) (idle consumers' wake-up tokens), K.dead(queue), K.dead_messages(queue), K.done(queue),
+-- K.done_messages(queue), K.processed_day(queue, day), K.failed_day(queue, day), K.processed_total(queue),
+-- K.failed_total(queue); K.canceled(id) (read as a held task is handed back, deleted as a canceled one is archived)
+-- and the channel K.finished(id) (published to as a task settles: completed, archived or canceled); and the claim
+-- keys an enqueue is given (unique locks, scheduler fire claims), which the caller builds with the same layout.
 
 local command = ARGV[1]
 local queue = ARGV[3]
+
+-- Wake-ups: an idle consumer blocks on K.wakeup(queue) (BLPOP, bounded by its idle wait) instead of polling. A token
+-- is pushed when the pending list goes from empty to not (free: RPUSH answers the new length), when a delayed task
+-- is stored, and by a fetch that leaves work behind; a fetch that empties the pending list drops the tokens. So the
+-- list holds about one token, only while there is work no blocked consumer was told about.
+local function wake_on_first(pending_length)
+    if pending_length == 1 then
+        redis.call("rpush", K.wakeup(queue), 1)
+    end
+end
+
+local function wake_once()
+    if redis.call("llen", K.wakeup(queue)) == 0 then
+        redis.call("rpush", K.wakeup(queue), 1)
+    end
+end
 
 -- Enqueues come first and touch only what they need: they are the one command clients send, once per task.
 -- Claims make an enqueue conditional (see claim_all): a unique task refuses a duplicate, and a scheduler fires each
@@ -42,13 +58,14 @@ local function store(kind, at)
     redis.call("hset", K.messages(queue), rid, ARGV[at + 1])
     redis.call("hset", K.ids(queue), message_id, rid)
     if kind == "enqueue" then
-        redis.call("rpush", K.pending(queue), rid)
+        wake_on_first(redis.call("rpush", K.pending(queue), rid))
     else
         local target = K.scheduled(queue)
         if ARGV[at + 4] == "retry" then
             target = K.retry(queue)
         end
         redis.call("zadd", target, tonumber(ARGV[at + 3]), rid)
+        wake_once() -- an idle consumer may be waiting past this due time: it looks again and waits less
     end
     return 1
 end
@@ -83,6 +100,7 @@ local dead_max = tonumber(ARGV[7])
 local maintenance = ARGV[8]
 local started = ARGV[9]
 local A = 10 -- first command argument
+local ACK_ARGS = 8 -- arguments per message of "ack"
 
 local queue_acks = K.worker_queue_acks(worker_id, queue)
 local Q = queue_keys(queue)
@@ -94,31 +112,66 @@ local function heartbeat()
     redis.call("zadd", K.heartbeats, now, worker_id)
 end
 
+-- Start markers, one HSET per queue. A marker for a rid this same call acks is dropped: it would be deleted again
+-- before the call ends.
 local function mark_started()
     if started == "" then
         return
     end
+    local acked = {}
+    if command == "ack" then
+        for at = A, #ARGV, ACK_ARGS do
+            acked[ARGV[at]] = true
+        end
+    end
+    local by_queue = {}
     for q, rid in string.gmatch(started, "([^\t\n]+)\t([^\t\n]+)") do
+        if not acked[rid] then
+            by_queue[q] = by_queue[q] or {}
+            by_queue[q][#by_queue[q] + 1] = rid
+        end
+    end
+    for q, rids in pairs(by_queue) do
         -- Only while still held: a marker arriving after its ack must not leave a stale "running" behind.
-        if redis.call("sismember", K.worker_queue_acks(worker_id, q), rid) == 1 then
-            redis.call("hset", K.active(q), rid, now)
+        local held = redis.call("smismember", K.worker_queue_acks(worker_id, q), unpack(rids))
+        local fields = {}
+        for i = 1, #rids do
+            if held[i] == 1 then
+                fields[#fields + 1] = rids[i]
+                fields[#fields + 1] = now
+            end
+        end
+        if #fields > 0 then
+            redis.call("hset", K.active(q), unpack(fields))
         end
     end
 end
 
+-- The counters move once per call, however many tasks it settles (one INCRBY each; see write_counts).
+local tally = {processed = 0, failed = 0}
 local function count(outcome_failed)
-    local day = math.floor(now / 86400000)
-    local processed = K.processed_day(queue, day)
-    if redis.call("incr", processed) == 1 then
-        redis.call("expire", processed, COUNTER_TTL)
-    end
-    redis.call("incr", K.processed_total(queue))
+    tally.processed = tally.processed + 1
     if outcome_failed then
-        local failed = K.failed_day(queue, day)
-        if redis.call("incr", failed) == 1 then
-            redis.call("expire", failed, COUNTER_TTL)
-        end
-        redis.call("incr", K.failed_total(queue))
+        tally.failed = tally.failed + 1
+    end
+end
+
+local function add_to(key, n, ttl)
+    if redis.call("incrby", key, n) == n and ttl then -- created by this call
+        redis.call("expire", key, ttl)
+    end
+end
+
+local function write_counts()
+    if tally.processed == 0 then
+        return
+    end
+    local day = math.floor(now / 86400000)
+    add_to(K.processed_day(queue, day), tally.processed, COUNTER_TTL)
+    add_to(K.processed_total(queue), tally.processed)
+    if tally.failed > 0 then
+        add_to(K.failed_day(queue, day), tally.failed, COUNTER_TTL)
+        add_to(K.failed_total(queue), tally.failed)
     end
 end
 
@@ -166,6 +219,15 @@ local function forward_delayed()
     end
     redis.call("ltrim", delayed, #rids, -1)
     redis.call("hdel", delayed_messages, unpack(rids))
+end
+
+-- After a fetch: no tokens while nothing is pending; one, for another idle consumer, while work is left behind.
+local function settle_wakeups(emptied)
+    if emptied or redis.call("llen", Q.pending) == 0 then
+        redis.call("del", K.wakeup(queue))
+    else
+        wake_once()
+    end
 end
 
 local function next_due()
@@ -290,15 +352,82 @@ local function recover_orphans()
 end
 
 -- This worker lets go of a rid it fetched (acked or archived): true when it still held it; the rid is then neither
--- live nor running any more.
+-- live nor running any more (its message and start marker go at the end of the call, one HDEL each for all rids).
+local settled = {}
 local function settle(rid)
-    heartbeat()
     if redis.call("srem", queue_acks, rid) == 0 then
         return false
     end
-    redis.call("hdel", Q.messages, rid)
-    redis.call("hdel", Q.active, rid)
+    settled[#settled + 1] = rid
     return true
+end
+
+-- Id index entries of completed tasks, dropped at the end of the call where they still point at the rid.
+local done_ids, done_rids = {}, {}
+local function forget_id(message_id, rid)
+    done_ids[#done_ids + 1] = message_id
+    done_rids[#done_rids + 1] = rid
+end
+
+local function finish_settled()
+    if #settled > 0 then
+        redis.call("hdel", Q.messages, unpack(settled))
+        redis.call("hdel", Q.active, unpack(settled))
+    end
+    if #done_ids > 0 then
+        local current = redis.call("hmget", Q.ids, unpack(done_ids))
+        local stale = {}
+        for i = 1, #done_ids do
+            if current[i] == done_rids[i] then
+                stale[#stale + 1] = done_ids[i]
+            end
+        end
+        if #stale > 0 then
+            redis.call("hdel", Q.ids, unpack(stale))
+        end
+    end
+    write_counts()
+end
+
+-- The rids of an "ack" call this worker still held, let go of with one SMISMEMBER and one SREM for all (settle's
+-- work for a batch): a set of rid -> true.
+local function settle_acked()
+    local rids = {}
+    for at = A, #ARGV, ACK_ARGS do
+        rids[#rids + 1] = ARGV[at]
+    end
+    local held = redis.call("smismember", queue_acks, unpack(rids))
+    local found, taken = {}, {}
+    for i = 1, #rids do
+        if held[i] == 1 and not found[rids[i]] then
+            found[rids[i]] = true
+            taken[#taken + 1] = rids[i]
+            settled[#settled + 1] = rids[i]
+        end
+    end
+    if #taken > 0 then
+        redis.call("srem", queue_acks, unpack(taken))
+    end
+    return found
+end
+
+-- One acked message whose arguments start at ARGV[at] (see the "ack" command), if this worker held it.
+local function ack_one(at, held)
+    local rid = ARGV[at]
+    if held[rid] then
+        local outcome = ARGV[at + 2]
+        if outcome ~= "deferred" then
+            count(outcome == "retry")
+        end
+        if outcome == "ok" then
+            local message_id = ARGV[at + 1]
+            forget_id(message_id, rid)
+            release_unique(ARGV[at + 5], message_id)
+            keep_completed(message_id, ARGV[at + 4], tonumber(ARGV[at + 3]), tonumber(ARGV[at + 6]),
+                tonumber(ARGV[at + 7]) or now)
+            redis.call("publish", K.finished(message_id), "completed") -- wakes TaskRef.result(); no-op unheard
+        end
+    end
 end
 
 mark_started()
@@ -317,17 +446,12 @@ if command == "fetch" then
     local result = {next_due() or -1, 0}
     if redis.call("sismember", K.paused, queue) == 1 then
         result[2] = 1
+        redis.call("del", K.wakeup(queue)) -- a paused queue's tokens would only wake its consumers again and again
         return result
     end
     local wanted = tonumber(ARGV[A])
-    local rids = {}
-    for i = 1, wanted do
-        local rid = redis.call("lpop", Q.pending)
-        if not rid then
-            break
-        end
-        rids[#rids + 1] = rid
-    end
+    local rids = redis.call("lpop", Q.pending, wanted) or {} -- one LPOP with a count (Redis 6.2) for the batch
+    settle_wakeups(#rids < wanted)
     if #rids > 0 then
         redis.call("sadd", queue_acks, unpack(rids))
         redis.call("sadd", K.worker_acks(worker_id), queue)
@@ -344,32 +468,23 @@ elseif command == "heartbeat" then
     return redis.call("sismember", K.paused, queue)
 
 elseif command == "ack" then
-    -- args: rid, message id, "ok" | "retry" | "deferred", retention ms, completed message, unique lock key, how many
-    -- completed records the queue keeps at most (retention.max), completion time (ms with a fraction: the score's base)
+    -- args, ACK_ARGS per message (a consumer sends the acks that gathered while its previous call was out in one):
+    -- rid, message id, "ok" | "retry" | "deferred", retention ms, completed message, unique lock key ("" for none),
+    -- how many completed records the queue keeps at most (retention.max), completion time (ms with a fraction)
     -- ("deferred": a rate or concurrency limit put the message back with a delay before it ran; not counted)
-    local rid = ARGV[A]
-    if settle(rid) then
-        local outcome = ARGV[A + 2]
-        if outcome ~= "deferred" then
-            count(outcome == "retry")
-        end
-        if outcome == "ok" then
-            local message_id = ARGV[A + 1]
-            if redis.call("hget", Q.ids, message_id) == rid then
-                redis.call("hdel", Q.ids, message_id)
-            end
-            release_unique(ARGV[A + 5], message_id)
-            keep_completed(message_id, ARGV[A + 4], tonumber(ARGV[A + 3]), tonumber(ARGV[A + 6]),
-                tonumber(ARGV[A + 7]) or now)
-            trim_archived(TRIM_PER_ACK) -- what an operator archived in bulk goes too, a few per ack
-            redis.call("publish", K.finished(message_id), "completed") -- wakes TaskRef.result(); no-op unheard
-        end
+    heartbeat()
+    local held = settle_acked()
+    for at = A, #ARGV, ACK_ARGS do
+        ack_one(at, held)
     end
+    -- What an operator archived in bulk beyond the cap goes too, a few per acknowledged task.
+    trim_archived(TRIM_PER_ACK * math.floor((#ARGV - A + 1) / ACK_ARGS))
 
 elseif command == "nack" then
     -- args: rid, message as it ended (with its final error), unique lock key, message id, "archived" | "canceled"
     -- (a canceled task counts as processed, not failed)
     local rid, message_id, state = ARGV[A], ARGV[A + 3], ARGV[A + 4]
+    heartbeat()
     if settle(rid) then
         redis.call("zadd", Q.dead, now, rid)
         redis.call("hset", Q.dead_messages, rid, ARGV[A + 1])
@@ -387,6 +502,7 @@ elseif command == "wait_unknown" then
     -- to the retry set as a new rid, in the same step that lets go of the fetched one (never both, never neither);
     -- not counted.
     local rid, new_rid, data, message_id, due = ARGV[A], ARGV[A + 1], ARGV[A + 2], ARGV[A + 3], tonumber(ARGV[A + 4])
+    heartbeat()
     if settle(rid) then
         redis.call("hset", Q.messages, new_rid, data)
         redis.call("hset", Q.ids, message_id, new_rid)
@@ -410,3 +526,4 @@ elseif command == "release" then
 elseif command == "qsize" then
     return redis.call("hlen", Q.messages)
 end
+finish_settled()

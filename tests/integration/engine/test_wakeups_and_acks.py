@@ -1,0 +1,167 @@
+"""Idle consumers block on their queue's wake-up list; acks of one consumer go to Redis together, never early."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, cast
+
+import dramatiq
+import redis
+from dramatiq.broker import MessageProxy
+
+from jobkit.engine.broker import JobkitBroker, JobkitConsumer
+from jobkit.services.client import Client
+from jobkit.services.queues import Queues
+from tests.support import wait_for
+
+JOBS = """
+queues: {default: {weight: 1}}
+tasks:
+  t:noop: {handler: "tests.handlers:noop", queue: default}
+"""
+
+
+def _tokens(client: Client) -> int:
+    return int(client.broker.client.llen(client.broker.keys.wakeup("default")))
+
+
+def _consumer(broker: JobkitBroker, prefetch: int = 10) -> JobkitConsumer:
+    return cast(JobkitConsumer, broker.consume("default", prefetch=prefetch, timeout=100))
+
+
+def _fetch(consumer: JobkitConsumer, count: int) -> list[MessageProxy]:
+    found: list[MessageProxy] = []
+    while len(found) < count:
+        message = next(consumer)
+        if message is not None:
+            found.append(message)
+    return found
+
+
+def test_an_enqueue_onto_an_empty_queue_leaves_one_token_and_a_fetch_that_takes_all_drops_it(
+    make_client: Callable[..., Client],
+) -> None:
+    client = make_client(JOBS)
+    for _ in range(5):
+        client.dispatch("t:noop")
+    assert _tokens(client) == 1  # only the first enqueue found the queue empty
+
+    consumer = _consumer(client.broker, prefetch=2)
+    _fetch(consumer, 2)
+    assert _tokens(client) == 1  # work is left behind: another idle consumer may take it
+
+    consumer.prefetch = 100
+    _fetch(consumer, 3)
+    next(consumer)  # comes back empty
+    assert _tokens(client) == 0
+
+
+def test_a_delayed_task_and_a_resume_wake_idle_consumers_and_a_paused_fetch_drops_the_tokens(
+    make_client: Callable[..., Client],
+) -> None:
+    client = make_client(JOBS)
+    queues = Queues(client)
+    client.dispatch("t:noop", delay=timedelta(hours=1))
+    assert _tokens(client) == 1  # a consumer waiting past its due time looks again
+
+    queues.pause("default")
+    consumer = _consumer(client.broker)
+    assert next(consumer) is None
+    assert consumer.paused and _tokens(client) == 0  # else its consumers would wake again and again
+
+    queues.resume("default")
+    assert _tokens(client) == 1
+
+
+def test_an_idle_worker_blocks_on_the_wakeup_list_and_an_enqueue_wakes_it(
+    make_client: Callable[..., Client], redis_client: redis.Redis
+) -> None:
+    client = make_client(JOBS)
+    worker = dramatiq.Worker(client.broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+
+        def blocked() -> list[dict[str, str]]:
+            return [c for c in redis_client.client_list() if c["cmd"] == "blpop" and "b" in c["flags"]]
+
+        wait_for(blocked, what="a consumer blocked in BLPOP")
+        client.dispatch("t:noop")
+        wait_for(lambda: Queues(client).stats("default").processed_total == 1, what="the task done")
+    finally:
+        worker.stop(timeout=10_000)
+
+
+def _acks_in_threads(consumer: JobkitConsumer, messages: list[MessageProxy]) -> list[threading.Thread]:
+    threads = [threading.Thread(target=consumer.ack, args=(message,)) for message in messages]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: len(consumer._acks) == len(messages), what="the acks waiting")
+    return threads
+
+
+def _let_go(consumer: JobkitConsumer, threads: list[threading.Thread]) -> None:
+    with consumer._ack_done:  # the call that was out is over
+        consumer._ack_sending = False
+        consumer._ack_done.notify_all()
+    for thread in threads:
+        thread.join(10)
+
+
+def test_an_ack_waiting_behind_one_in_flight_has_not_touched_redis_and_a_dead_worker_runs_it_again(
+    make_client: Callable[..., Client],
+) -> None:
+    # Given a worker that ran a task and whose ack waits behind another ack call that is out
+    crashed = make_client(JOBS, heartbeat_timeout=timedelta(milliseconds=300))
+    crashed.dispatch("t:noop")
+    consumer = _consumer(crashed.broker)
+    (message,) = _fetch(consumer, 1)
+    consumer._ack_sending = True
+    waiting = _acks_in_threads(consumer, [message])
+    queues = Queues(crashed)
+    stats = queues.stats("default")
+    assert (stats.processed_total, stats.completed, stats.size) == (0, 0, 1)
+
+    # When that worker dies before the ack is sent, and another worker's maintenance finds it
+    survivor = make_client(JOBS, heartbeat_timeout=timedelta(milliseconds=300))
+    other = _consumer(survivor.broker)
+
+    def fetch_with_maintenance() -> MessageProxy | None:
+        other.last_maintenance = -1e9  # orphan recovery rides along with this fetch
+        return next(other)
+
+    again = wait_for(fetch_with_maintenance, what="the dead worker's task handed back")
+
+    # Then the task runs again, and is counted once, when that run is acked
+    assert again.message_id == message.message_id
+    other.ack(again)
+    stats = queues.stats("default")
+    assert (stats.processed_total, stats.completed, stats.size) == (1, 1, 0)
+    _let_go(consumer, waiting)  # the late ack finds the rid no longer held: nothing changes
+    assert queues.stats("default").processed_total == 1
+
+
+def test_acks_that_wait_behind_a_call_go_in_one_call_and_count_each_task_once(
+    make_client: Callable[..., Client],
+) -> None:
+    client = make_client(JOBS)
+    for _ in range(3):
+        client.dispatch("t:noop")
+    consumer = _consumer(client.broker)
+    messages = _fetch(consumer, 3)
+    calls: list[str] = []
+    real_call = consumer._call
+
+    def counted(command: str, *args: Any, maintenance: bool = False) -> Any:
+        calls.append(command)
+        return real_call(command, *args, maintenance=maintenance)
+
+    consumer._call = counted  # type: ignore[method-assign]
+    consumer._ack_sending = True
+    _let_go(consumer, _acks_in_threads(consumer, messages))
+
+    assert calls == ["ack"] and consumer._acks == {} and consumer._ack_outcomes == {}
+    stats = Queues(client).stats("default")
+    assert (stats.processed_total, stats.completed, stats.size, stats.active) == (3, 3, 0, 0)
+    assert client.broker.client.hlen(client.broker.keys.ids("default")) == 0

@@ -41,8 +41,8 @@ CALL_ENTRIES = 10_000
 CALL_BYTES = 8 * 1024 * 1024
 CALL_MS = 20
 #: HSCAN copies every value of its batch before the script looks at one, so its COUNT follows the size of the
-#: messages: a search starts with FIRST_COUNT, and each next batch asks for about BATCH_BYTES of messages the size of
-#: the last batch's, at most MAX_COUNT (hundreds of small ones, one of 900 KB).
+#: messages: each hash starts with FIRST_COUNT, and each next batch asks for about BATCH_BYTES of messages the size
+#: of the last batch's, growing at most 4 times a batch, at most MAX_COUNT (hundreds of small ones, one of 900 KB).
 FIRST_COUNT = 4
 BATCH_BYTES = 256 * 1024
 MAX_COUNT = 500
@@ -175,7 +175,8 @@ class Search:
             raw = self._lua.call(
                 "search", int(time.time() * 1000), needle, needle_json, task or "", json.dumps(task or ""),
                 ",".join(sorted(wanted & _LIVE)), self._sensitive, self.call_entries, CALL_MS, size - len(found),
-                source, hscan, skip, self.call_bytes, self.largest, count, BATCH_BYTES, MAX_COUNT, *sources,
+                source, hscan, skip, self.call_bytes, self.largest, count, BATCH_BYTES, MAX_COUNT, FIRST_COUNT,
+                *sources,
             )  # fmt: skip
             source, hscan, skip, examined, done = int(raw[0]), raw[1].decode(), int(raw[2]), int(raw[3]), bool(raw[4])
             count = int(raw[5])

@@ -1,7 +1,8 @@
 -- search: one bounded step of a text search over the stored tasks of some queues, resumable by a cursor.
 --
 -- ARGV = now_ms, text, text_as_json, task, task_as_json, states, sensitive, entries_budget, ms_budget, limit,
---        source, hscan_cursor, skip, bytes_budget, largest, count, batch_bytes, max_count, (queue, store)...
+--        source, hscan_cursor, skip, bytes_budget, largest, count, batch_bytes, max_count, first_count,
+--        (queue, store)...
 --
 --   text          the query, ASCII-lowercased ("" matches every task the other filters let through)
 --   text_as_json  the same text as it appears inside a JSON string (escaped the way Python's json.dumps does), for
@@ -13,11 +14,12 @@
 --   entries_budget / ms_budget / bytes_budget
 --                 stop after examining this many stored messages, or after this long (the clock is read every few
 --                 messages or every few hundred KiB, before each message), or once HSCAN copied this many bytes
---   count, batch_bytes, max_count
+--   count, batch_bytes, max_count, first_count
 --                 the HSCAN COUNT to go on with, and how each next one is chosen: about batch_bytes of messages, as
---                 large as the last batch's were, at most max_count (HSCAN copies every value of its batch before a
---                 single one is looked at: 500 messages of 900 KB held Redis for seconds). A batch resumed with a
---                 skip is asked with the same COUNT, so it is the same batch again
+--                 large as the last batch's were, at most 4 times the last COUNT and at most max_count (HSCAN copies
+--                 every value of its batch before a single one is looked at: 500 messages of 900 KB held Redis for
+--                 seconds); each hash starts again from first_count, since its messages may be larger. A batch
+--                 resumed with a skip is asked with the same COUNT, so it is the same batch again
 --   largest       a message longer than this many bytes is skipped unread (never lowered, searched or decoded): it
 --                 costs only its HSCAN copy, counted in the bytes budget
 --   limit         stop after this many matches
@@ -44,7 +46,8 @@ local entries_budget, ms_budget, limit = tonumber(ARGV[8]), tonumber(ARGV[9]), t
 local source, cursor, skip = tonumber(ARGV[11]), ARGV[12], tonumber(ARGV[13])
 local bytes_budget, largest = tonumber(ARGV[14]), tonumber(ARGV[15])
 local count, batch_bytes, max_count = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
-local FIRST_SOURCE = 19
+local first_count = tonumber(ARGV[19])
+local FIRST_SOURCE = 20
 -- Read the clock after this many messages, or this many bytes, since the last reading (TIME costs a call of its own).
 local CLOCK_EVERY_ENTRIES, CLOCK_EVERY_BYTES = 32, 256 * 1024
 local SEALED = "jobkit:sealed:v1:"
@@ -335,10 +338,10 @@ while source <= sources do
         cursor = reply[1]
         if cursor == "0" then
             source = source + 1
-        end
-        if #entries > 0 then -- the next batch: about batch_bytes of messages the size of these
-            count = math.floor(batch_bytes * (#entries / 2) / math.max(1, reply_bytes))
-            count = math.max(1, math.min(max_count, count))
+            count = first_count
+        elseif #entries > 0 then -- the next batch: about batch_bytes of messages the size of these
+            local sized = math.floor(batch_bytes * (#entries / 2) / math.max(1, reply_bytes))
+            count = math.max(1, math.min(max_count, 4 * count, sized))
         end
     end
 end

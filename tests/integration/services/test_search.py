@@ -27,7 +27,7 @@ tasks:
   s:later: {handler: "tests.handlers:accept", queue: low}
   s:secret: {handler: "tests.handlers:accept", sensitive: [token, "headers.authorization", "url.query"]}
   s:fails: {handler: "tests.handlers:always_fails", max_retries: 0}
-  s:bulky: {handler: "tests.handlers:accept", max_payload: 1MiB}
+  s:bulky: {handler: "tests.handlers:accept", max_payload: 1MiB, queue: low}
 """
 
 
@@ -235,7 +235,9 @@ def script_calls_ms(log: redis.Redis) -> list[float]:
 def test_large_payloads_never_hold_redis_for_long_and_normal_ones_are_still_found(
     app_client: Client, slowlog: redis.Redis
 ) -> None:
-    # Given 60 scheduled tasks of about 900 KB each (one of them with the text), and one normal task with it
+    # Given 60 scheduled tasks of about 900 KB each (one of them with the text), and one normal task with it, in
+    # another queue than 2,000 small ones (searched first: the batches grow large on them, and shrink for the others)
+    fill_tasks(app_client, 2000, [("s:mail", {"subject": "Invoice"})])
     filler = " ".join(f"word{n}" for n in range(120_000))[:900_000]
     bulky = [app_client.dispatch("s:bulky", body=filler, delay=timedelta(hours=1)) for _ in range(59)]
     hidden = app_client.dispatch("s:bulky", body=filler[:-10] + " zzz", delay=timedelta(hours=1))

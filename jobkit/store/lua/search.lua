@@ -286,24 +286,27 @@ while source <= sources do
     end
     local reply = redis.call("hscan", hash, cursor, "COUNT", count)
     local entries = reply[2]
-    local reply_bytes = 0
-    for i = 2, #entries, 2 do
+    local reply_bytes = 0 -- what HSCAN copied: the messages skipped (a resumed batch), then each one looked at
+    for i = 2, 2 * skip, 2 do
         reply_bytes = reply_bytes + #entries[i]
     end
-    copied = copied + reply_bytes
     local position = skip
     local stopped = false
     for i = 2 * skip + 1, #entries, 2 do
-        if examined > 0 and spent() then
+        -- (spent() only when a budget may be reached: a function call per message costs a few percent of a search)
+        local due = since_clock_entries >= CLOCK_EVERY_ENTRIES or since_clock_bytes >= CLOCK_EVERY_BYTES
+        if (due or examined >= entries_budget) and examined > 0 and spent() then
             stopped = true -- resume at this message of this batch: same cursor, skipping what was examined
             break
         end
         local field, data = entries[i], entries[i + 1]
         position = position + 1
         examined = examined + 1
-        since_clock_entries, since_clock_bytes = since_clock_entries + 1, since_clock_bytes + #data
+        local size = #data
+        reply_bytes = reply_bytes + size
+        since_clock_entries, since_clock_bytes = since_clock_entries + 1, since_clock_bytes + size
         local message = nil
-        if #data <= largest then
+        if size <= largest then
             message = match(data)
         end
         if message then
@@ -331,6 +334,7 @@ while source <= sources do
             end
         end
     end
+    copied = copied + reply_bytes -- (a stopped batch counts only what was looked at: the call ends anyway)
     if stopped then
         skip = position
     else

@@ -1,10 +1,11 @@
 """Search every stored task of the project's queues by id prefix, task type, payload text and error text.
 
-Redis does the scanning (the ``search`` Lua script): each call examines a bounded batch of stored messages (a few
-thousand, at most a few milliseconds, so the workers sharing that Redis never wait long) and returns its matches and
-where to resume. :meth:`Search.search` calls it until a page is full, the scan is done, or its time budget is spent,
-and answers a cursor to resume from; a search therefore answers in bounded time however many tasks are stored, and a
-client that wants more follows the cursor.
+Redis does the scanning (the ``search`` Lua script): each call examines a bounded batch of stored messages (at most
+:data:`CALL_ENTRIES` of them, :data:`CALL_BYTES` or about :data:`CALL_MS` milliseconds, checked every few messages
+however large they are, so the workers sharing that Redis never wait long) and returns its matches and where to
+resume. A message over :data:`LARGEST_SEARCHED` is skipped unread: it never matches. :meth:`Search.search` calls it
+until a page is full, the scan is done, or its time budget is spent, and answers a cursor to resume from; a search
+therefore answers in bounded time however many tasks are stored, and a client that wants more follows the cursor.
 
 What matches: the text (case-insensitive for ASCII letters) is a prefix of the task's id, or occurs in its task type,
 its last error, or a key or value of its payload. Sensitive fields never match: not their sealed form at rest, not

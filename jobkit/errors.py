@@ -42,6 +42,7 @@ __all__ = [
     "TaskNotFound",
     "TaskStateError",
     "TemplateError",
+    "TooBusy",
     "UnknownQueue",
     "UnknownTask",
     "UsageError",
@@ -203,6 +204,10 @@ class InvalidRequest(JobkitError):
 
 class Conflict(JobkitError):
     """The operation is not allowed in the current state."""
+
+
+class TooBusy(JobkitError):
+    """This process is already serving as many of these requests as it takes at once; try again shortly."""
 
 
 class UsageError(JobkitError):

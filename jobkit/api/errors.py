@@ -28,6 +28,7 @@ from jobkit.errors import (
     PayloadError,
     TaskNotFound,
     TaskStateError,
+    TooBusy,
     UnknownQueue,
     UnknownTask,
 )
@@ -93,6 +94,8 @@ def _service(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorB
         return error_response(404, str(exc))
     if isinstance(exc, TaskStateError | Conflict):
         return error_response(409, str(exc))
+    if isinstance(exc, TooBusy):
+        return error_response(429, str(exc))  # a limit of this process: the same request succeeds once one ends
     if isinstance(exc, NotReplicated):
         return error_response(503, str(exc))  # the server's side, and the client decides whether to send again
     if isinstance(exc, PayloadError | DispatchError | InvalidRequest | JobkitError):
@@ -152,6 +155,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     TaskStateError: _service,
     DuplicateTask: _duplicate,
     NotReplicated: _service,
+    TooBusy: _service,
     DispatchError: _service,
     InvalidRequest: _service,
     JobkitError: _service,

@@ -65,7 +65,7 @@ from jobkit.errors import (
 from jobkit.scheduling.dynamic import ScheduleInfo, Schedules
 from jobkit.services.auth import Claims, Revocations
 from jobkit.services.client import Client, TaskRef
-from jobkit.services.events import KEEPALIVE, Events
+from jobkit.services.events import KEEPALIVE, Events, Subscription
 from jobkit.services.health import latest as latest_health
 from jobkit.services.metrics import CONTENT_TYPE, live_workers, render
 from jobkit.services.queues import Queues, QueueStats, TaskInfo
@@ -111,6 +111,7 @@ def _errors(*codes: int) -> dict[int, ResponseSpec]:
         413: "The body is larger than any task takes",
         415: "The body is not application/json",
         422: "Input the task or service refuses, or a field the body may not have (the field is named)",
+        429: "This API process runs as many of these at once as it takes; try again shortly",
         503: "Redis is unreachable",
     }
     return {code: ResponseSpec(ErrorBody, description=texts[code]) for code in (401, 403, 503, *codes)}
@@ -178,11 +179,13 @@ def _listed(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
 
 
-async def _event_stream(services: Services, claims: Claims, limit: int | None) -> AsyncIterator[ServerSentEventMessage]:
-    """The events of :class:`~jobkit.services.events.Events` as SSE messages, while the token stays valid: the
-    stream ends (with an ``end`` event saying why) once it expires or is revoked, checked at least every second."""
+async def _event_stream(
+    services: Services, claims: Claims, subscription: Subscription, limit: int | None
+) -> AsyncIterator[ServerSentEventMessage]:
+    """The events of ``subscription`` as SSE messages, while the token stays valid: the stream ends (with an ``end``
+    event saying why) once it expires or is revoked, checked at least every second; its place is given back then."""
     sent, quiet = 0, 0.0
-    with services.events.subscribe() as subscription:
+    with subscription:
         while limit is None or sent < limit:
             event = await subscription.next(timeout=1.0)
             revocations = services.revocations
@@ -411,7 +414,7 @@ class JobsController(Controller):
         previous = _services(request).queues.retry(data.queue, data.task_id)
         return Retried("Task queued to run now", data.queue, data.task_id, previous, "queued")
 
-    @get("/search", sync_to_thread=True, opt=READ, responses=_errors(400, 404, 422))
+    @get("/search", sync_to_thread=True, opt=READ, responses=_errors(400, 404, 422, 429))
     def search(
         self,
         request: Request[Any, Any, Any],
@@ -432,7 +435,7 @@ class JobsController(Controller):
         )
         return SearchAnswer(page.tasks, page.cursor, page.scanned)
 
-    @get("/events", opt=READ, responses=_errors(), media_type="text/event-stream")
+    @get("/events", opt=READ, responses=_errors(429), media_type="text/event-stream")
     async def events(
         self,
         request: Request[Any, Any, Any],
@@ -441,9 +444,13 @@ class JobsController(Controller):
         """Server-sent events: ``stats`` (every queue's figures, when they change and at least every 5 s),
         ``changes`` (how each count moved), ``archived`` (tasks newly archived, payloads redacted), ``unavailable``
         (Redis did not answer), and ``end`` (the token expired or was revoked, or the server is going away). Send
-        the token as a bearer header like on every route (the dashboard reads the stream with fetch())."""
+        the token as a bearer header like on every route (the dashboard reads the stream with fetch()). At most 4
+        streams per token and 200 per process are open at once: one more is a 429."""
         services = _services(request)
-        return ServerSentEvent(_event_stream(services, claims_of(request), limit), retry_duration=2000)
+        claims = claims_of(request)
+        owner = claims.jti or f"sub:{claims.sub}"  # a token without an id: its subject
+        subscription = services.events.subscribe(owner)  # here, so a refusal is a 429 rather than a cut stream
+        return ServerSentEvent(_event_stream(services, claims, subscription, limit), retry_duration=2000)
 
     @post("/queue/{queue:str}/tasks/bulk", status_code=200, sync_to_thread=True, responses=_body_errors(404, 409))
     def bulk(self, request: Request[Any, Any, Any], queue: FromPath[str], data: JSONBody[BulkRequest]) -> BulkOutcome:

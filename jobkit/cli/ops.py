@@ -11,6 +11,7 @@ import argparse
 import getpass
 import json
 import logging
+import resource
 import sys
 from typing import Any
 
@@ -20,11 +21,17 @@ from jobkit.config.settings import Settings
 from jobkit.durations import parse_duration
 from jobkit.errors import DurationError, UsageError
 from jobkit.services.auth import ROLES, Revocations, load_secret, mint_token, token_id
+from jobkit.services.events import MAX_STREAMS
 from jobkit.services.queues import STATES, Queues, TaskInfo
 from jobkit.services.search import MAX_SIZE, Search
 from jobkit.services.system import System
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "connection_limits"]
+
+#: Connections `jobkit api` keeps for requests other than event streams when every stream is open, and the file
+#: descriptors it leaves for what is not a client connection (Redis connections, logs, the listening socket).
+OTHER_REQUESTS = 100
+RESERVED_FILES = 64
 
 
 def _queues() -> Queues:
@@ -229,6 +236,17 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def connection_limits(open_files: int) -> tuple[int, int]:
+    """(uvicorn's ``limit_concurrency``, the most event streams) for a process that may open ``open_files`` files:
+    every client connection is a descriptor, so both stay under the limit, and the streams (which last) always leave
+    room for the other requests (which are short), so /health still answers with every stream open."""
+    if open_files < 0:  # RLIM_INFINITY
+        open_files = MAX_STREAMS + OTHER_REQUESTS + RESERVED_FILES
+    connections = min(MAX_STREAMS + OTHER_REQUESTS, max(32, open_files - RESERVED_FILES))
+    streams = min(MAX_STREAMS, connections - min(OTHER_REQUESTS, connections // 2))
+    return connections, streams
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -239,6 +257,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     host, port = args.host or settings.api_host, args.port or settings.api_port
     app = create_app(settings)
     events = app.state.services.events
+    connections, events.max_streams = connection_limits(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
@@ -247,7 +266,11 @@ def cmd_api(args: argparse.Namespace) -> int:
             super().handle_exit(sig, frame)
 
     logging.getLogger("jobkit.api").info("http://%s:%d (OpenAPI at /schema)", host, port)
-    Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)).run()
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, log_config=None,
+        limit_concurrency=connections,  # beyond it uvicorn answers 503 at once instead of running out of descriptors
+    )  # fmt: skip
+    Server(config).run()
     return 0
 
 

@@ -14,6 +14,10 @@ every :data:`SAMPLE_INTERVAL`, compares them with the previous sample and hands 
 A stream that has nothing to say for :data:`KEEPALIVE` sends a keepalive (the route writes it), so proxies and
 clients know it is alive.
 
+Open streams are capped: at most :data:`MAX_STREAMS_PER_TOKEN` per token and :data:`MAX_STREAMS` per process (each
+holds a connection, so a file descriptor, for as long as it lasts); one more is refused with :class:`TooBusy` (the
+route answers 429) rather than let one token exhaust the process's descriptors.
+
 The cost does not grow with the number of subscribers: one sample feeds them all, each subscriber holds a few
 queued events, and a subscriber that falls behind loses its oldest events rather than growing a backlog. The source
 is the stats themselves (counts and the archived set's times), so nothing on the hot path of a task publishes
@@ -32,9 +36,20 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
+from jobkit.errors import TooBusy
 from jobkit.services.queues import Queues, QueueStats
 
-__all__ = ["ARCHIVED_MAX", "KEEPALIVE", "SAMPLE_INTERVAL", "STATS_EVERY", "Event", "Events", "Subscription"]
+__all__ = [
+    "ARCHIVED_MAX",
+    "KEEPALIVE",
+    "MAX_STREAMS",
+    "MAX_STREAMS_PER_TOKEN",
+    "SAMPLE_INTERVAL",
+    "STATS_EVERY",
+    "Event",
+    "Events",
+    "Subscription",
+]
 
 log = logging.getLogger("jobkit.events")
 
@@ -46,6 +61,10 @@ STATS_EVERY = 5.0
 KEEPALIVE = 15.0
 #: Newly archived tasks reported per queue per sample, at most.
 ARCHIVED_MAX = 20
+#: Streams one process keeps open at once, and one token (the dashboard opens one per browser tab; a browser opens
+#: at most 6 connections to a server over HTTP/1.1, so more tabs than this could not load their pages anyway).
+MAX_STREAMS = 200
+MAX_STREAMS_PER_TOKEN = 4
 #: Events a subscriber may have waiting; beyond it, its oldest are dropped.
 _BACKLOG = 16
 #: The counts a ``changes`` event reports, by the name it reports them under.
@@ -64,9 +83,11 @@ _COUNTS = {
 class Subscription:
     """One reader's place in the stream: :meth:`next` waits for its next event."""
 
-    def __init__(self, events: Events, inbox: asyncio.Queue[Event | None]) -> None:
+    def __init__(self, events: Events, inbox: asyncio.Queue[Event | None], owner: str) -> None:
         self._events = events
         self._inbox = inbox
+        self._owner = owner
+        self._closed = False
         self.ended = False
         """True once the server ended the stream (:meth:`Events.disconnect_all`)."""
 
@@ -83,7 +104,15 @@ class Subscription:
         return event
 
     def close(self) -> None:
-        self._events._leave(self._inbox)
+        """Give the stream's place back (once; later calls do nothing)."""
+        if not self._closed:
+            self._closed = True
+            self._events._leave(self._inbox, self._owner)
+
+    def __del__(self) -> None:
+        # A stream whose response never started (the client left first) is never iterated, so never closed: its
+        # place comes back when it is collected rather than never.
+        self.close()
 
     def __enter__(self) -> Subscription:
         return self
@@ -106,10 +135,21 @@ def _now_iso() -> str:
 class Events:
     """The shared sampler and its subscribers (one per API process; see the module docstring)."""
 
-    def __init__(self, queues: Queues, interval: float = SAMPLE_INTERVAL) -> None:
+    def __init__(
+        self,
+        queues: Queues,
+        interval: float = SAMPLE_INTERVAL,
+        *,
+        max_streams: int = MAX_STREAMS,
+        max_per_token: int = MAX_STREAMS_PER_TOKEN,
+    ) -> None:
         self.queues = queues
         self.interval = interval
+        self.max_streams = max_streams
+        self.max_per_token = max_per_token
         self._subscribers: set[asyncio.Queue[Event | None]] = set()
+        self._open: dict[str, int] = {}  # open subscriptions per owner (a token's id)
+        self._open_total = 0
         self._sampler: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._latest: Event | None = None
@@ -120,20 +160,44 @@ class Events:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
-    def subscribe(self) -> Subscription:
-        """A subscription: the latest ``stats`` first (when there is one), then every event until it is closed or
-        :meth:`disconnect_all` ends it. Call it on the event loop that reads it."""
-        self._loop = asyncio.get_running_loop()
+    def open_for(self, owner: str) -> int:
+        """Subscriptions of ``owner`` not closed yet."""
+        return self._open.get(owner, 0)
+
+    def subscribe(self, owner: str = "") -> Subscription:
+        """A subscription for ``owner`` (the token's id): the latest ``stats`` first (when there is one), then every
+        event until it is closed or :meth:`disconnect_all` ends it. Call it on the event loop that reads it.
+        :class:`TooBusy` when the owner has :attr:`max_per_token` open already, or the process :attr:`max_streams`."""
+        loop = asyncio.get_running_loop()
+        if self._open.get(owner, 0) >= self.max_per_token:
+            raise TooBusy(
+                f"events: this token has {self.max_per_token} streams open already, the most one token may have; "
+                "close one (a browser tab) or use another token"
+            )
+        if self._open_total >= self.max_streams:
+            raise TooBusy(
+                f"events: this API process has {self.max_streams} streams open, the most it keeps; try again "
+                "shortly (the dashboard polls meanwhile)"
+            )
+        self._open[owner] = self._open.get(owner, 0) + 1
+        self._open_total += 1
+        self._loop = loop
         inbox: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=_BACKLOG)
         if self._latest is not None:
             inbox.put_nowait(self._latest)
         self._subscribers.add(inbox)
         if self._sampler is None or self._sampler.done():
             self._sampler = asyncio.create_task(self._sample(), name="jobkit events sampler")
-        return Subscription(self, inbox)
+        return Subscription(self, inbox, owner)
 
-    def _leave(self, inbox: asyncio.Queue[Event | None]) -> None:
+    def _leave(self, inbox: asyncio.Queue[Event | None], owner: str) -> None:
         self._subscribers.discard(inbox)
+        self._open_total -= 1
+        left = self._open.get(owner, 0) - 1
+        if left > 0:
+            self._open[owner] = left
+        else:
+            self._open.pop(owner, None)
 
     def disconnect_all(self) -> None:
         """End every open stream now (a server shutting down; clients reconnect, to this process or another). Safe

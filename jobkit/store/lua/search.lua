@@ -1,7 +1,8 @@
 -- search: one bounded step of a text search over the stored tasks of some queues, resumable by a cursor.
 --
 -- ARGV = now_ms, text, text_as_json, task, task_as_json, states, sensitive, entries_budget, ms_budget, limit,
---        source, hscan_cursor, skip, (queue, store)...
+--        source, hscan_cursor, skip, bytes_budget, largest, count, batch_bytes, max_count, first_count,
+--        (queue, store)...
 --
 --   text          the query, ASCII-lowercased ("" matches every task the other filters let through)
 --   text_as_json  the same text as it appears inside a JSON string (escaped the way Python's json.dumps does), for
@@ -10,8 +11,17 @@
 --   states        comma-separated states wanted among pending, active, scheduled, retry ("" = none of them: the
 --                 "live" stores are then not listed as sources at all)
 --   sensitive     JSON {task: [payload path, ...]}: the values at those paths never match (nor does any sealed value)
---   entries_budget / ms_budget
---                 stop after examining about this many stored messages, or after this long (checked per batch)
+--   entries_budget / ms_budget / bytes_budget
+--                 stop after examining this many stored messages, or after this long (the clock is read every few
+--                 messages or every few hundred KiB, before each message), or once HSCAN copied this many bytes
+--   count, batch_bytes, max_count, first_count
+--                 the HSCAN COUNT to go on with, and how each next one is chosen: about batch_bytes of messages, as
+--                 large as the last batch's were, at most 4 times the last COUNT and at most max_count (HSCAN copies
+--                 every value of its batch before a single one is looked at: 500 messages of 900 KB held Redis for
+--                 seconds); each hash starts again from first_count, since its messages may be larger. A batch
+--                 resumed with a skip is asked with the same COUNT, so it is the same batch again
+--   largest       a message longer than this many bytes is skipped unread (never lowered, searched or decoded): it
+--                 costs only its HSCAN copy, counted in the bytes budget
 --   limit         stop after this many matches
 --   source, hscan_cursor, skip
 --                 where to resume: the 1-based index of the (queue, store) pair, the HSCAN cursor of its hash, and how
@@ -22,7 +32,8 @@
 -- A task matches when the text is a prefix of its id, or occurs (plain, never as a pattern) in its type, its last
 -- error, or a key or scalar value of its payload outside the sensitive paths.
 --
--- Returns {next source, next hscan cursor, next skip, examined, done (1 | 0), queue, state, score, message, ...}:
+-- Returns {next source, next hscan cursor, next skip, examined, done (1 | 0), next count, queue, state, score,
+-- message, ...}:
 -- score is the due time (scheduled, retry), the start time (active), the archived time or the keep-until time
 -- (completed), "" for pending.
 --
@@ -33,8 +44,12 @@ local now = tonumber(ARGV[1])
 local text, text_json, task, task_json = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local entries_budget, ms_budget, limit = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local source, cursor, skip = tonumber(ARGV[11]), ARGV[12], tonumber(ARGV[13])
-local FIRST_SOURCE = 14
-local BATCH = 500 -- HSCAN COUNT; the same on every call, so a cursor and a skip find the same batch again
+local bytes_budget, largest = tonumber(ARGV[14]), tonumber(ARGV[15])
+local count, batch_bytes, max_count = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
+local first_count = tonumber(ARGV[19])
+local FIRST_SOURCE = 20
+-- Read the clock after this many messages, or this many bytes, since the last reading (TIME costs a call of its own).
+local CLOCK_EVERY_ENTRIES, CLOCK_EVERY_BYTES = 32, 256 * 1024
 local SEALED = "jobkit:sealed:v1:"
 
 local wanted = {}
@@ -238,13 +253,30 @@ end
 
 local started_at = clock_ms()
 local sources = (#ARGV - FIRST_SOURCE + 1) / 2
-local examined, found = 0, 0
-local result = {0, "0", 0, 0, 0}
+local examined, found, copied = 0, 0, 0
+local since_clock_entries, since_clock_bytes = 0, 0
+local out_of_time = false
+local result = {0, "0", 0, 0, 0, 0}
 
+-- Whether this call has spent its budget: messages, or (read every few messages or KiB) time.
+local function spent()
+    if examined >= entries_budget or out_of_time then
+        return true
+    end
+    if since_clock_entries >= CLOCK_EVERY_ENTRIES or since_clock_bytes >= CLOCK_EVERY_BYTES then
+        since_clock_entries, since_clock_bytes = 0, 0
+        out_of_time = clock_ms() - started_at >= ms_budget
+    end
+    return out_of_time
+end
+
+local batches = 0
 while source <= sources do
-    if examined >= entries_budget or found >= limit or clock_ms() - started_at >= ms_budget then
+    if found >= limit or (batches > 0 and (copied >= bytes_budget or spent())) then
         break
     end
+    batches = batches + 1
+    since_clock_entries = since_clock_entries + 1 -- an empty batch (a sparse hash) costs a call too
     local queue, store = ARGV[FIRST_SOURCE + 2 * (source - 1)], ARGV[FIRST_SOURCE + 2 * (source - 1) + 1]
     local hash = K.messages(queue)
     if store == "archived" then
@@ -252,15 +284,31 @@ while source <= sources do
     elseif store == "completed" then
         hash = K.done_messages(queue)
     end
-    local reply = redis.call("hscan", hash, cursor, "COUNT", BATCH)
+    local reply = redis.call("hscan", hash, cursor, "COUNT", count)
     local entries = reply[2]
+    local reply_bytes = 0 -- what HSCAN copied: the messages skipped (a resumed batch), then each one looked at
+    for i = 2, 2 * skip, 2 do
+        reply_bytes = reply_bytes + #entries[i]
+    end
     local position = skip
     local stopped = false
     for i = 2 * skip + 1, #entries, 2 do
+        -- (spent() only when a budget may be reached: a function call per message costs a few percent of a search)
+        local due = since_clock_entries >= CLOCK_EVERY_ENTRIES or since_clock_bytes >= CLOCK_EVERY_BYTES
+        if (due or examined >= entries_budget) and examined > 0 and spent() then
+            stopped = true -- resume at this message of this batch: same cursor, skipping what was examined
+            break
+        end
         local field, data = entries[i], entries[i + 1]
         position = position + 1
         examined = examined + 1
-        local message = match(data)
+        local size = #data
+        reply_bytes = reply_bytes + size
+        since_clock_entries, since_clock_bytes = since_clock_entries + 1, since_clock_bytes + size
+        local message = nil
+        if size <= largest then
+            message = match(data)
+        end
         if message then
             local state, score = nil, nil
             if store == "live" then
@@ -286,6 +334,7 @@ while source <= sources do
             end
         end
     end
+    copied = copied + reply_bytes -- (a stopped batch counts only what was looked at: the call ends anyway)
     if stopped then
         skip = position
     else
@@ -293,10 +342,14 @@ while source <= sources do
         cursor = reply[1]
         if cursor == "0" then
             source = source + 1
+            count = first_count
+        elseif #entries > 0 then -- the next batch: about batch_bytes of messages the size of these
+            local sized = math.floor(batch_bytes * (#entries / 2) / math.max(1, reply_bytes))
+            count = math.max(1, math.min(max_count, 4 * count, sized))
         end
     end
 end
 
 result[1], result[2], result[3], result[4] = source, cursor, skip, examined
-result[5] = source > sources and 1 or 0
+result[5], result[6] = source > sources and 1 or 0, count
 return result

@@ -15,6 +15,7 @@ from litestar.testing import TestClient
 from jobkit.services.auth import Revocations, mint_token, token_id
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
+from jobkit.services.search import Search
 from tests.support import wait_for
 from tests.support.filling import fill_tasks
 from tests.support.routes import TASK_FIELDS
@@ -94,6 +95,26 @@ def test_search_pages_with_its_cursor(http: Http, client: Client) -> None:
             break
         params["cursor"] = body["cursor"]
     assert len(seen) == len(set(seen)) == 50  # "echo" is every eighth word of 400
+
+
+def test_a_forged_search_cursor_is_a_422_naming_it_not_a_503(http: Http, app: Litestar, client: Client) -> None:
+    # Given a real cursor's digest (computable from public inputs: the text and the filters)
+    fill_tasks(client, 50, [("test:greet", {"name": "Ann"})])
+    services = app.state.services
+    real = Search(services.queues, budget=timedelta(0), call_entries=1).search("e", size=1).cursor
+    assert real is not None
+    digest = real.rsplit(".", 1)[1]
+    # Then numbers no search answers are refused naming the parameter: a source of 0 or past the last, an HSCAN
+    # cursor of 2**64 or more (Redis refused it: a 503 "Redis is unreachable")
+    for forged in (f"1.99999999999999999999.0.4.{digest}", f"0.0.0.4.{digest}", f"999.0.0.4.{digest}"):
+        is_error(http.get("/api/jobs/search", params={"q": "e", "cursor": forged}, headers=bearer()), 422, "cursor:")
+    assert http.get("/api/jobs/search", params={"q": "e", "cursor": real}, headers=bearer()).status_code == 200
+
+
+def test_a_search_over_the_cap_of_the_process_is_a_429(http: Http, app: Litestar) -> None:
+    services = app.state.services
+    services.search = Search(services.queues, concurrent=0)  # every slot taken
+    is_error(http.get("/api/jobs/search?q=x", headers=bearer()), 429, "searches at once", "try again")
 
 
 def test_search_refuses_bad_input_naming_it(http: Http) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -16,8 +17,9 @@ import httpx
 import pytest
 import redis
 
+from jobkit.cli.ops import connection_limits
 from jobkit.services.auth import mint_token
-from tests.support import JOBKIT, ROOT, attempts, start, wait_for
+from tests.support import JOBKIT, ROOT, attempts, free_port, start, wait_for
 from tests.support.tokens import SECRET
 
 pytestmark = pytest.mark.slow
@@ -260,3 +262,32 @@ def test_sigterm_ends_open_event_streams_and_the_api_exits_at_once(
     assert "event: end" in lines
     assert api.wait(10) in (0, -signal.SIGTERM)
     assert time.monotonic() - stopped_at < 3
+
+
+def test_one_token_opening_many_streams_under_a_low_file_limit_leaves_the_api_answering(
+    env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    # Given `jobkit api` allowed 128 open files (the review ran 300 streams of one token under `ulimit -n 256`: the
+    # server ran out of descriptors and /health failed)
+    port = free_port()
+    env.update(JOBKIT_SECRET=SECRET, JOBKIT_API_PORT=str(port), JOBKIT_JOBS=str(ROOT / "jobs.yaml"))
+    start(processes, ["sh", "-c", f'ulimit -n 128 && exec "{JOBKIT}" api'], env, ROOT, tmp_path / "api.log")
+    wait_for(lambda: _get(f"http://127.0.0.1:{port}/health"), timeout=30, what="the API")
+    tokens = [mint_token(SECRET, f"viewer{n}", "viewer") for n in range(12)]
+    statuses: list[int] = []
+    with contextlib.ExitStack() as streams:
+        # When one token asks for 10 streams, and then 11 more tokens for 4 each
+        for token in [tokens[0]] * 10 + [token for token in tokens[1:] for _ in range(4)]:
+            response = streams.enter_context(
+                httpx.stream("GET", f"http://127.0.0.1:{port}/api/jobs/events",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            )  # fmt: skip
+            statuses.append(response.status_code)
+            if response.status_code != 200:
+                response.read()
+                assert response.status_code == 429 and "streams open" in response.json()["detail"], response.text
+        # Then the first token got 4, the process kept what its file limit allows, and the rest were told why
+        assert statuses[:10] == [200] * 4 + [429] * 6
+        assert statuses.count(200) == connection_limits(128)[1] == 32
+        # And the API still answers every other request
+        assert _get(f"http://127.0.0.1:{port}/health") is not None

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import cast
 
 import dramatiq
 import pytest
+import redis
 
-from jobkit.errors import InvalidRequest, UnknownQueue, UnknownTask
+from jobkit.errors import InvalidRequest, TooBusy, UnknownQueue, UnknownTask
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
-from jobkit.services.search import Search, SearchPage
+from jobkit.services.search import LARGEST_SEARCHED, Search, SearchPage
 from tests.support import wait_for
 from tests.support.filling import WORDS, fill_tasks, state_of
 
@@ -24,6 +27,7 @@ tasks:
   s:later: {handler: "tests.handlers:accept", queue: low}
   s:secret: {handler: "tests.handlers:accept", sensitive: [token, "headers.authorization", "url.query"]}
   s:fails: {handler: "tests.handlers:always_fails", max_retries: 0}
+  s:bulky: {handler: "tests.handlers:accept", max_payload: 1MiB, queue: low}
 """
 
 
@@ -200,3 +204,105 @@ def test_bad_input_is_refused_saying_what_and_where(app_client: Client, search: 
         search.search("x", task="s:mial")
     with pytest.raises(InvalidRequest, match="q: at most 200 characters, found 201"):
         search.search("x" * 201)
+
+
+# -- bounds: what one script call may cost Redis, what one process runs at once --------------------------------------
+@pytest.fixture
+def slowlog(redis_client: redis.Redis) -> Iterator[redis.Redis]:
+    """The session's Redis logging every command's duration (restored after the test)."""
+    before = cast(dict[str, str], redis_client.config_get("slowlog-*"))
+    redis_client.config_set("slowlog-log-slower-than", 0)
+    redis_client.config_set("slowlog-max-len", 100_000)
+    redis_client.slowlog_reset()
+    yield redis_client
+    for name, value in before.items():
+        redis_client.config_set(name, value)
+    redis_client.slowlog_reset()
+
+
+def script_calls_ms(log: redis.Redis) -> list[float]:
+    """How long (ms) each script call searching for "zzz" took, as Redis measured it."""
+    entries = log.slowlog_get(100_000)
+    calls = []
+    for entry in entries:
+        command = entry["command"]
+        words = command.split() if isinstance(command, bytes) else str(command).encode().split()
+        if words[:1] in ([b"EVALSHA"], [b"EVAL"]) and b"zzz" in words:
+            calls.append(entry["duration"] / 1000)
+    return calls
+
+
+def test_large_payloads_never_hold_redis_for_long_and_normal_ones_are_still_found(
+    app_client: Client, slowlog: redis.Redis
+) -> None:
+    # Given 60 scheduled tasks of about 900 KB each (one of them with the text), and one normal task with it, in
+    # another queue than 2,000 small ones (searched first: the batches grow large on them, and shrink for the others)
+    fill_tasks(app_client, 2000, [("s:mail", {"subject": "Invoice"})])
+    filler = " ".join(f"word{n}" for n in range(120_000))[:900_000]
+    bulky = [app_client.dispatch("s:bulky", body=filler, delay=timedelta(hours=1)) for _ in range(59)]
+    hidden = app_client.dispatch("s:bulky", body=filler[:-10] + " zzz", delay=timedelta(hours=1))
+    normal = app_client.dispatch("s:mail", subject="the zzz report", delay=timedelta(hours=1))
+    search = Search(Queues(app_client))
+    slowlog.slowlog_reset()
+
+    # When the text is searched to the end of the store
+    found, answers = everything(search, "zzz")
+
+    # Then no single script call held Redis for long (before the bound, one call took over a second)
+    calls = script_calls_ms(slowlog)
+    assert len(calls) >= answers
+    assert max(calls) < 100, sorted(calls)[-5:]
+    # And the normal task is found; the oversized one is not searched at all (the README says so)
+    assert found == [normal.id]
+    assert hidden.id not in found and len(bulky) == 59
+
+
+def test_a_message_just_under_the_largest_searched_is_still_searched(app_client: Client) -> None:
+    body = "y" * (LARGEST_SEARCHED - 2000) + " zzz"
+    ref = app_client.dispatch("s:bulky", body=body, delay=timedelta(hours=1))
+    assert everything(Search(Queues(app_client)), "zzz")[0] == [ref.id]
+    too_big = Search(Queues(app_client), largest=1000)  # the same message, over a smaller limit: skipped
+    assert everything(too_big, "zzz")[0] == []
+
+
+def test_a_process_runs_at_most_its_cap_of_searches_at_once(app_client: Client, redis_client: redis.Redis) -> None:
+    # Given a search held inside Redis (scripts wait while writes are paused), with room for one search at a time
+    app_client.dispatch("s:mail", subject="Invoice")
+    search = Search(Queues(app_client), concurrent=1)
+    answers: list[SearchPage] = []
+    redis_client.client_pause(10_000, all=False)
+    try:
+        first = threading.Thread(target=lambda: answers.append(search.search("invoice")), daemon=True)
+        first.start()
+        wait_for(lambda: search.running == 1, what="the first search to start")
+        # Then a second one is refused at once, saying why, rather than queued behind it
+        with pytest.raises(TooBusy, match="already runs 1 searches at once"):
+            search.search("invoice")
+    finally:
+        redis_client.client_unpause()
+    first.join(timeout=10)
+    assert [len(page.tasks) for page in answers] == [1]
+    # And once it ended, the next one runs (a refused or failed search gives its place back too)
+    with pytest.raises(InvalidRequest):
+        search.search("x", cursor="garbage")
+    assert search.running == 0 and len(search.search("invoice").tasks) == 1
+
+
+def test_a_forged_cursor_is_refused_naming_it(app_client: Client, search: Search) -> None:
+    fill_tasks(app_client, 50, [("s:mail", {"subject": "Invoice"})])
+    cursor = Search(search.queues, budget=timedelta(0), call_entries=1).search("e", size=1).cursor
+    assert cursor is not None
+    digest = cursor.rsplit(".", 1)[1]
+    forgeries = (
+        f"0.0.0.4.{digest}",
+        f"1.99999999999999999999.0.4.{digest}",
+        f"1.{2**64}.0.4.{digest}",
+        f"99.0.0.4.{digest}",
+        f"1.0.0.0.{digest}",
+        f"1.0.0.501.{digest}",
+        f"1.\u0661.0.4.{digest}",
+    )
+    for forged in forgeries:
+        with pytest.raises(InvalidRequest, match=r"cursor: .* is not a cursor a search answered"):
+            search.search("e", cursor=forged)
+    assert search.search("e", cursor=cursor).scanned > 0  # the real one still resumes

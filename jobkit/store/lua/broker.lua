@@ -277,21 +277,36 @@ local function trim_completed(cap, budget)
     end
 end
 
+-- The completions of this call: how many, the queue's cap, the longest retention kept (see finish_completions).
+local completions = {n = 0, cap = math.huge, longest = 0}
+
 -- Keep a completed task's record (message id -> data) for `retention` ms from `at` (ms, with a fraction) among at most
--- `cap` of its queue.
+-- `cap` of its queue. The keys' expiry and the trimming are done once per call, in finish_completions.
 local function keep_completed(message_id, data, retention, cap, at)
+    completions.n = completions.n + 1
     if retention <= 0 or cap <= 0 then
-        trim_completed(math.huge, TRIM_PER_ACK) -- nothing kept: only what has expired goes
-        return
+        return -- nothing kept: only what has expired goes
     end
     redis.call("zadd", Q.done, at + retention, message_id)
     redis.call("hset", Q.done_messages, message_id, data)
-    for _, key in ipairs({Q.done, Q.done_messages}) do
-        if redis.call("pttl", key) < retention then
-            redis.call("pexpire", key, retention)
+    completions.cap = math.min(completions.cap, cap)
+    completions.longest = math.max(completions.longest, retention)
+end
+
+-- After the completions of one call: the records' keys live as long as the record kept longest, and up to
+-- TRIM_PER_ACK records per completion that are past their retention or beyond the cap go.
+local function finish_completions()
+    if completions.n == 0 then
+        return
+    end
+    if completions.longest > 0 then
+        for _, key in ipairs({Q.done, Q.done_messages}) do
+            if redis.call("pttl", key) < completions.longest then
+                redis.call("pexpire", key, completions.longest)
+            end
         end
     end
-    trim_completed(cap, TRIM_PER_ACK)
+    trim_completed(completions.cap, TRIM_PER_ACK * completions.n)
 end
 
 -- The archived and completed messages past their age or beyond their cap, a batch of each.
@@ -477,6 +492,7 @@ elseif command == "ack" then
     for at = A, #ARGV, ACK_ARGS do
         ack_one(at, held)
     end
+    finish_completions()
     -- What an operator archived in bulk beyond the cap goes too, a few per acknowledged task.
     trim_archived(TRIM_PER_ACK * math.floor((#ARGV - A + 1) / ACK_ARGS))
 

@@ -79,7 +79,7 @@ def bulk_line(url: str) -> str:
 
 
 def _row_loop(report: bool) -> float:
-    import jobkit
+    from jobkit import progress  # as a handler would import it
 
     out = io.StringIO()
     writer = csv.writer(out)
@@ -90,7 +90,7 @@ def _row_loop(report: bool) -> float:
             out.seek(0)
             out.truncate()
         if report:
-            jobkit.progress(index + 1, PROGRESS_N, note="rows")
+            progress(index + 1, PROGRESS_N, note="rows")
     return time.perf_counter() - started
 
 

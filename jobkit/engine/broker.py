@@ -36,7 +36,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import redis
@@ -703,8 +703,13 @@ class JobkitConsumer(Consumer):
                     return None
                 wait = min(wait, until_due - BLPOP_SLACK_S)
             # Never a timeout under 10 ms: Redis reads "0.001" as a long double a hair under 1 ms, rounds it to 0
-            # and blocks for ever.
-            self.broker.client.blpop([self.wakeup], timeout=max(wait, 0.01))
+            # and blocks for ever. And well inside the client's own socket timeout (an API in the same process
+            # shortens it), or the wait would read as a dead Redis.
+            socket_timeout = self.broker.client.connection_pool.connection_kwargs.get("socket_timeout")
+            if socket_timeout:
+                wait = min(wait, float(socket_timeout) / 2)
+            with suppress(redis.TimeoutError):  # a slow answer to a wait: nothing woke it; the next fetch looks again
+                self.broker.client.blpop([self.wakeup], timeout=max(wait, 0.01))
             return None
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None

@@ -91,7 +91,7 @@ def test_the_file_mailer_writes_a_multipart_eml_under_the_data_dir(client: Clien
     # The default MAIL_MAILER=file: no mail server needed
     jobs.send_verification_email("user@example.com", "Ann", "t0k", "https://app.test")
 
-    path = wait_for(lambda: list((client.settings.data_dir / "mail").glob("*.eml")), what="the .eml")[0]
+    path = wait_for(lambda: list((client.settings.data_dir / "mail").glob("[!.]*.eml")), what="the .eml")[0]
     message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert message["To"] == "Ann <user@example.com>"
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]

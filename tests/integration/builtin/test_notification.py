@@ -112,6 +112,6 @@ def test_email_and_log_channels(client: Client, worker: dramatiq.Worker, caplog:
     jobs.send_notification("email", "disk almost full", title="Ops", to="ops@example.com")
 
     wait_for(lambda: "notification: Ops: disk almost full" in caplog.text, what="the log line")
-    mail = wait_for(lambda: list((client.settings.data_dir / "mail").glob("*.eml")), what="the .eml")[0]
+    mail = wait_for(lambda: list((client.settings.data_dir / "mail").glob("[!.]*.eml")), what="the .eml")[0]
     assert "Subject: Ops" in mail.read_text()
     assert SECRET not in caplog.text

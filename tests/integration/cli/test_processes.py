@@ -211,7 +211,7 @@ def test_jobkit_up_runs_redis_and_workers_and_a_dispatched_task_runs(
     assert dispatched.returncode == 0, dispatched.stderr
     task_id = dispatched.stdout.strip()
     wait_for(lambda: f"email:send {task_id} done" in log.read_text(), timeout=20, what="the task in the log")
-    assert len(list((tmp_path / "var" / "mail").glob("*.eml"))) == 1
+    assert len(list((tmp_path / "var" / "mail").glob("[!.]*.eml"))) == 1
     # And an export runs into a private file too
     exported = subprocess.run(
         [JOBKIT, "dispatch", "export:process", "--payload",
@@ -230,7 +230,7 @@ def test_jobkit_up_runs_redis_and_workers_and_a_dispatched_task_runs(
     # And everything it wrote is its owner's only: folders 0700, files 0600 (the AOF holds every payload)
     var = tmp_path / "var"
     private = [var / "redis" / "appendonly.aof", var / "redis" / "redis.log", var / "secret"]
-    private += [*(var / "mail").glob("*.eml"), var / "exports" / "mine.csv"]
+    private += [*(var / "mail").glob("[!.]*.eml"), var / "exports" / "mine.csv"]
     assert {str(p.relative_to(var)): oct(p.stat().st_mode & 0o777) for p in private} == {
         str(p.relative_to(var)): "0o600" for p in private
     }

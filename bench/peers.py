@@ -100,9 +100,15 @@ class Sender:
             client = open_client()
             self.send: Callable[[float], Any] = lambda t: client.dispatch("bench:peer", t=t)
         elif lib == "dramatiq":
+            from dramatiq.brokers.redis import RedisBroker
+
             from bench import raw_app
 
-            self.send = raw_app.peer.send
+            # A broker of its own on this run's namespace: raw_app's module broker keeps the namespace of the
+            # first import (`make bench` imports it earlier for the worker line, under another namespace).
+            broker = RedisBroker(url=url, namespace=env["RAW_NAMESPACE"])
+            broker.declare_queue("default")
+            self.send = lambda t: broker.enqueue(raw_app.peer.message(t))
         else:
             from bench import taskiq_app
 

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
-from litestar import Litestar
-from litestar.testing import TestClient
 
 from jobkit.errors import PayloadError
 from jobkit.services.client import Client
-
-Http = TestClient[Litestar]
-
-
-def is_error(response: Any, status: int, *words: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"status_code", "detail"} and body["status_code"] == status, body
-    for word in words:
-        assert word in body["detail"], body
+from tests.support.http import Http, is_error
 
 
 def test_json_nested_a_thousand_deep_is_a_400_not_a_500(http: Http, user: dict[str, str]) -> None:

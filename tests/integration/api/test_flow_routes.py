@@ -7,14 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from litestar import Litestar
-from litestar.testing import TestClient
 
 from jobkit.config.jobs_file import load_project
 from jobkit.config.model import Project
+from tests.support.http import Http
 from tests.support.tokens import bearer
-
-Http = TestClient[Litestar]
 
 FLOW_API_JOBS = """
 queues: {default: {weight: 1}}

@@ -6,16 +6,14 @@ from typing import Any
 
 import dramatiq
 import redis
-from litestar import Litestar
-from litestar.testing import TestClient
 
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
 from tests.support import uses_project, wait_for
+from tests.support.http import Http
 from tests.support.projects import LIFECYCLE_JOBS
 from tests.support.tokens import bearer
 
-Http = TestClient[Litestar]
 project = uses_project(LIFECYCLE_JOBS)
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import dramatiq
 from litestar import Litestar
-from litestar.testing import TestClient
 
 from jobkit.services.auth import Revocations, mint_token, token_id
 from jobkit.services.client import Client
@@ -18,18 +17,9 @@ from jobkit.services.queues import Queues
 from jobkit.services.search import Search
 from tests.support import wait_for
 from tests.support.filling import fill_tasks
+from tests.support.http import Http, is_error
 from tests.support.routes import TASK_FIELDS
 from tests.support.tokens import SECRET, bearer
-
-Http = TestClient[Litestar]
-
-
-def is_error(response: Any, status: int, *words: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"status_code", "detail"} and body["status_code"] == status, body
-    for word in words:
-        assert word in body["detail"], body
 
 
 def events_of(text: str) -> list[tuple[str, Any]]:

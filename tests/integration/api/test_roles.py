@@ -12,14 +12,12 @@ from typing import Any
 
 import pytest
 from litestar import Litestar
-from litestar.testing import TestClient
 
 from jobkit.services.auth import Revocations, mint_token, token_id
 from jobkit.services.client import Client
 from tests.support import wait_for
+from tests.support.http import Http
 from tests.support.tokens import SECRET, bearer
-
-Http = TestClient[Litestar]
 
 #: (method, route path) -> (who may use it, a concrete URL, a body). "open": no token needed; "viewer": viewer or
 #: admin; "user": user or admin (triggers); "admin": admin only; "owner": viewer or admin, or the user who triggered it.

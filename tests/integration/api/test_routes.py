@@ -8,15 +8,13 @@ from typing import Any
 
 import jwt
 import pytest
-from litestar import Litestar
-from litestar.testing import TestClient
 
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
+from tests.support.http import Http, is_error
 from tests.support.routes import ADMIN_ROUTES, READ_ROUTES, TASK_FIELDS, USER_ROUTES
 from tests.support.tokens import SECRET, bearer
 
-Http = TestClient[Litestar]
 STATS_FIELDS = {
     "queue", "pending", "active", "scheduled", "retry", "archived", "completed", "paused", "size", "latency_ms",
     "processed", "failed", "processed_total", "failed_total",
@@ -25,14 +23,6 @@ STATS_FIELDS = {
 
 def call(http: Http, method: str, url: str, body: Any, headers: dict[str, str] | None = None) -> Any:
     return http.request(method, url, json=body, headers=headers or {})
-
-
-def is_error(response: Any, status: int, *words: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"status_code", "detail"} and body["status_code"] == status, body
-    for word in words:
-        assert word in body["detail"], body
 
 
 # -- authentication ------------------------------------------------------------------------------------------------

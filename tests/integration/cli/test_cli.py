@@ -15,23 +15,8 @@ from jobkit.services.auth import Revocations, verify_token
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
 from tests.support import JOBKIT
+from tests.support.cli import run
 from tests.support.tokens import SECRET
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings, client: Client, tmp_path: Path) -> None:
-    """The CLI reads the environment: point it at the test's Redis, namespace and jobs.yaml."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("REDIS_URL", str(settings.redis_url))
-    monkeypatch.setenv("JOBKIT_NAMESPACE", settings.namespace)
-    monkeypatch.setenv("JOBKIT_JOBS", str(settings.jobs_path))
-    monkeypatch.setenv("JOBKIT_SECRET", SECRET)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_stats_prints_a_table_and_json(cli_env: None, client: Client, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,30 +8,13 @@ from pathlib import Path
 import dramatiq
 import pytest
 
-from jobkit.cli import main
-from jobkit.config.settings import Settings
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
 from tests.support import uses_project
+from tests.support.cli import run
 from tests.support.projects import LIFECYCLE_JOBS
-from tests.support.tokens import SECRET
 
 project = uses_project(LIFECYCLE_JOBS)
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings, client: Client, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("REDIS_URL", str(settings.redis_url))
-    monkeypatch.setenv("JOBKIT_NAMESPACE", settings.namespace)
-    monkeypatch.setenv("JOBKIT_JOBS", str(settings.jobs_path))
-    monkeypatch.setenv("JOBKIT_SECRET", SECRET)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_dispatch_payloads_queues_one_task_per_line_and_task_shows_each_result(

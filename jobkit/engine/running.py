@@ -91,7 +91,9 @@ class Running:
         # The clear values of the task's sensitive fields, set while its handler runs: never in a progress note.
         self.secrets: tuple[str, ...] = ()
         self.lock = threading.Lock()
-        self.wake = threading.Event()
+        #: What a sleeping handler waits on; made by its first sleep (most tasks never sleep, and an Event costs a
+        #: Condition), set by a cancel.
+        self.wake: threading.Event | None = None
         self.canceled_by: str | None = None
         self.sleeping = False
         #: (done, total, note) as the handler last reported it, and what was last written to Redis.
@@ -106,7 +108,8 @@ class Running:
             if self.canceled_by is not None:
                 return
             self.canceled_by = by
-            self.wake.set()
+            if self.wake is not None:
+                self.wake.set()
             if self.thread_id and not self.sleeping:
                 _raise_in(self.thread_id, TaskCanceledInterrupt)
 
@@ -122,8 +125,11 @@ class Running:
                 _clear_pending(self.thread_id)
                 raise TaskCanceledInterrupt(self.canceled_by)
             self.sleeping = True
+            if self.wake is None:
+                self.wake = threading.Event()
+            wake = self.wake
         try:
-            self.wake.wait(seconds)
+            wake.wait(seconds)
         finally:
             with self.lock:
                 self.sleeping = False

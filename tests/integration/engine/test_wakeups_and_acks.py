@@ -102,9 +102,7 @@ def _acks_in_threads(consumer: JobkitConsumer, messages: list[MessageProxy]) -> 
 
 
 def _let_go(consumer: JobkitConsumer, threads: list[threading.Thread]) -> None:
-    with consumer._ack_done:  # the call that was out is over
-        consumer._ack_sending = False
-        consumer._ack_done.notify_all()
+    consumer._ack_call_over([], None)  # the call that was out is over (it carried none of these)
     for thread in threads:
         thread.join(10)
 
@@ -165,3 +163,42 @@ def test_acks_that_wait_behind_a_call_go_in_one_call_and_count_each_task_once(
     stats = Queues(client).stats("default")
     assert (stats.processed_total, stats.completed, stats.size, stats.active) == (3, 3, 0, 0)
     assert client.broker.client.hlen(client.broker.keys.ids("default")) == 0
+
+
+def test_eight_threads_acking_at_once_all_return_each_task_counted_once_and_fewer_calls_than_acks(
+    make_client: Callable[..., Client],
+) -> None:
+    # Given 800 fetched tasks and eight threads that ack 100 each, as fast as they can
+    client = make_client(JOBS)
+    client.dispatch_many("t:noop", [{}] * 800)
+    consumer = _consumer(client.broker, prefetch=800)
+    messages = _fetch(consumer, 800)
+    calls: list[int] = []
+    real_call = consumer._call
+
+    def counted(command: str, *args: Any, maintenance: bool = False) -> Any:
+        calls.append(len(args))
+        return real_call(command, *args, maintenance=maintenance)
+
+    consumer._call = counted  # type: ignore[method-assign]
+    failures: list[BaseException] = []
+
+    def ack_all(mine: list[MessageProxy]) -> None:
+        try:
+            for message in mine:
+                consumer.ack(message)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=ack_all, args=(messages[n::8],)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    # Then every thread returned, nothing is left waiting, and Redis counted each task once
+    assert not failures and not any(thread.is_alive() for thread in threads)
+    assert consumer._acks == {} and consumer._ack_outcomes == {} and consumer._ack_sending is False
+    stats = Queues(client).stats("default")
+    assert (stats.processed_total, stats.completed, stats.size, stats.active) == (800, 800, 0, 0)
+    assert len(calls) < 800  # some calls carried more than one ack

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,10 @@ project = uses_project(FLOW_JOBS)
 
 pytestmark = pytest.mark.slow
 
-#: Start times are taken by the handler, a few ms after the limiter (on Redis's clock) let the task go.
-CLOCK_SLACK_S = 0.05
+#: Start times are taken by the handler, after the limiter (on Redis's clock) let the task go: a few ms on a quiet
+#: machine, up to a scheduler's time slice or two when the other tests load both cores. The limiter's own bound is
+#: exact on Redis's clock (the first test below); this slack only covers the handler's late look at the clock.
+CLOCK_SLACK_S = 0.15
 
 
 def start_workers(processes: list[subprocess.Popen[str]], env: dict[str, str], tmp_path: Path) -> None:
@@ -29,6 +32,28 @@ def start_workers(processes: list[subprocess.Popen[str]], env: dict[str, str], t
     log = tmp_path / "workers.log"
     start(processes, argv, env, ROOT, log)
     wait_for(lambda: log.read_text().count("Worker process is ready") >= 2, timeout=60, what="2 workers ready")
+
+
+def test_the_rate_limiter_admits_at_most_10_in_any_second_of_redis_clock_and_says_when_the_next_may_start(
+    client: Client, redis_client: redis.Redis
+) -> None:
+    # Given the limiter script of a `rate_limit: 10/s` task, asked again after each wait it names
+    lua, window = client.broker.lua, client.broker.keys.rate("flow:probe")
+    admitted: list[int] = []
+    waits: list[int] = []
+    deadline = time.monotonic() + 30
+    while len(admitted) < 25 and time.monotonic() < deadline:
+        rid = f"probe-{len(admitted)}-{len(waits)}"
+        wait = int(lua.call("limits", "rate", "flow:probe", 10, 1000, rid))
+        if wait == 0:  # the admission time, exactly as the limiter recorded it (ms on Redis's clock)
+            admitted.append(int(float(redis_client.zscore(window, rid) or 0)))
+        else:
+            waits.append(wait)
+            time.sleep(wait / 1000)  # what a deferred task does: come back when the limiter says
+    # Then the first 10 go at once, the 11th waits, and no 1,000 ms window ever held more than 10 admissions
+    assert len(admitted) == 25 and len(waits) >= 2
+    assert admitted[9] - admitted[0] < 1000 and all(0 < wait <= 1001 for wait in waits)
+    assert all(later - earlier >= 1000 for earlier, later in zip(admitted, admitted[10:], strict=False)), admitted
 
 
 @pytest.mark.timeout(120)  # waits of up to 30 s each, on a machine that may be busy

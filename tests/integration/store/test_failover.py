@@ -52,6 +52,18 @@ class Cluster:
             "REDIS_SENTINEL_PASSWORD": PASSWORD,
         }
 
+    def wait_for_failover(self, timeout: float = 30) -> None:
+        """Until the Sentinels name the replica as the master; a timeout says what each Sentinel logged."""
+        try:
+            wait_for(lambda: self.master_port() == self.replica.port, timeout=timeout, what="the Sentinels' failover")
+        except AssertionError as exc:
+            logs = []
+            for sentinel in self.sentinels:
+                path = sentinel.directory / "redis.log"
+                lines = path.read_text(errors="replace").splitlines()[-15:] if path.exists() else ["(no log)"]
+                logs.append(f"--- {sentinel.name} ---\n" + "\n".join(lines))
+            raise AssertionError(f"{exc}\n" + "\n".join(logs)) from None
+
     def master_port(self) -> int:
         found = self.sentinels[0].client(password=PASSWORD).sentinel_get_master_addr_by_name(MASTER)
         assert isinstance(found, tuple), found
@@ -171,7 +183,7 @@ def test_kill_9_of_the_primary_under_load(
     killed_at = time.monotonic()
     cluster.primary.kill()
     cluster.relay.cut()  # what the link still held dies with the host
-    wait_for(lambda: cluster.master_port() == cluster.replica.port, timeout=30, what="the Sentinels to fail over")
+    cluster.wait_for_failover()
     promoted_at = time.monotonic()
     if durability == "async":  # async dispatches succeed again on the new primary (replicated ones need a replica)
         wait_for(lambda: any(t > promoted_at for t, _ in load.acknowledged), timeout=30, what="a dispatch after it")

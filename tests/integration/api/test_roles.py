@@ -127,8 +127,19 @@ def test_a_revoked_token_is_refused_within_a_second(http: Http, client: Client) 
     Revocations(client.redis, client.keys).revoke(token_id(token))
     revoked_at = time.monotonic()
 
-    wait_for(lambda: http.get("/api/jobs/stats", headers=auth).status_code == 401, timeout=3, interval=0.05)
-    assert time.monotonic() - revoked_at <= 1.2
+    # Every request that still got in started within a second of the revocation (on a busy machine a request may
+    # take a while to answer: what counts is when it reached the API, not when its answer came back)
+    admitted: list[float] = []
+
+    def refused() -> bool:
+        started = time.monotonic()
+        status = http.get("/api/jobs/stats", headers=auth).status_code
+        if status == 200:
+            admitted.append(started - revoked_at)
+        return status == 401
+
+    wait_for(refused, timeout=5, interval=0.05)
+    assert all(after < 1.0 for after in admitted), admitted
     assert http.get("/api/jobs/stats", headers=auth).json()["detail"] == "token revoked"
     other = mint_token(SECRET, "ops", "admin", timedelta(minutes=5))
     assert http.get("/api/jobs/stats", headers={"Authorization": f"Bearer {other}"}).status_code == 200

@@ -75,7 +75,15 @@ def bench_dispatch(url: str) -> tuple[float, float, float, float]:
 
 
 def _drain_rate(
-    url: str, argv: list[str], env: dict[str, str], namespace: str, fill: Callable[[], None], count: int = WORKER_N
+    url: str,
+    argv: list[str],
+    env: dict[str, str],
+    namespace: str,
+    fill: Callable[[], None],
+    count: int = WORKER_N,
+    *,
+    queue: str = "default",
+    processes: int = PROCESSES,
 ) -> tuple[float, float]:
     """Prefill, start the worker, and time from its first ack to an empty queue; and the worker's CPU per task (all
     its processes, user + system), from the moment every worker process is consuming to the empty queue, so that
@@ -83,7 +91,7 @@ def _drain_rate(
     client = redis.Redis.from_url(url)
     client.flushdb()
     fill()
-    msgs_key, heartbeats = f"{namespace}:default.msgs", f"{namespace}:__heartbeats__"
+    msgs_key, heartbeats = f"{namespace}:{queue}.msgs", f"{namespace}:__heartbeats__"
     assert client.hlen(msgs_key) == count, client.hlen(msgs_key)
     worker = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -94,7 +102,7 @@ def _drain_rate(
         started = time.perf_counter()
         cpu_from, left = None, 0
         while (remaining := client.hlen(msgs_key)) > 0:
-            if cpu_from is None and client.zcard(heartbeats) >= PROCESSES:
+            if cpu_from is None and client.zcard(heartbeats) >= processes:
                 cpu_from, left = _tree_cpu(worker.pid), remaining
             time.sleep(0.002)
             assert time.monotonic() < deadline, "worker did not drain the queue"

@@ -85,7 +85,8 @@ def work_conservation(url: str) -> tuple[float, float]:
                     client.dispatch("bench:noop", queue=queue)
 
             argv = [sys.executable, "-m", "dramatiq", "jobkit.actors", "--processes", "1", "--threads", "8"]
-            rates[kind].append(_drain_rate(url, argv, env, f"wc{kind}:{queue}.msgs", fill, n))
+            rate, _ = _drain_rate(url, argv, env, f"wc{kind}", fill, n, queue=queue, processes=1)
+            rates[kind].append(rate)
     return statistics.median(rates["weighted"]), statistics.median(rates["single"])
 
 

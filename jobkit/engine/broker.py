@@ -84,6 +84,8 @@ MAINTENANCE_INTERVAL_S = 5.0
 IDLE_WAIT_MAX_S = 0.5
 #: How late Redis may time a BLPOP out (its timeouts are checked on a 10 Hz clock), plus a margin.
 BLPOP_SLACK_S = 0.11
+#: At most how often a consumer's calls carry its heartbeat (timeout: HEARTBEAT_TIMEOUT_MS); see beat_interval.
+BEAT_INTERVAL_S = 1.0
 #: How often a consumer whose slots are all taken still talks to Redis (heartbeat, pause flag).
 BUSY_POLL_S = 0.25
 #: At most this many acks go in one script call (Redis serves no one else while it runs).
@@ -335,7 +337,9 @@ class JobkitBroker(RedisBroker):
         return [Message.decode(found[i]) for i in range(len(found) - 1, 2, -3) if found[i]]
 
     # -- the script ------------------------------------------------------------------------------------------------
-    def _header(self, command: str, queue_name: str, args: list[Any], maintenance: bool = False) -> list[Any]:
+    def _header(
+        self, command: str, queue_name: str, args: list[Any], maintenance: bool = False, beat: bool = False
+    ) -> list[Any]:
         if command in _CLIENT_COMMANDS:  # an enqueue's short path reads only these (see broker.lua)
             return [command, "", queue_name, *args]
         return [
@@ -350,11 +354,20 @@ class JobkitBroker(RedisBroker):
             ("".join("\t" + name for name in sorted(self.queues)) or "\t") if maintenance else "",
             # Start markers ride along with a worker's own calls only.
             self._take_started() if self.started else "",
+            "1" if beat or maintenance else "",  # a maintenance pass beats before it looks for dead workers
             *args,
         ]
 
-    def _call(self, command: str, queue_name: str, args: list[Any], maintenance: bool = False) -> Any:
-        return self.lua.call("broker", *self._header(command, queue_name, args, maintenance))
+    def _call(
+        self, command: str, queue_name: str, args: list[Any], maintenance: bool = False, beat: bool = False
+    ) -> Any:
+        return self.lua.call("broker", *self._header(command, queue_name, args, maintenance, beat))
+
+    @property
+    def beat_interval(self) -> float:
+        """Seconds between a consumer's heartbeats (each rides along with one of its calls): a second, or a fifth of
+        the timeout when that is shorter."""
+        return min(BEAT_INTERVAL_S, float(self.heartbeat_timeout) / 5000)
 
     def _dispatch(self, command: str) -> Any:
         # Dramatiq's ``do_<command>`` helpers (``do_requeue``) come through here.
@@ -490,6 +503,7 @@ class JobkitConsumer(Consumer):
         self.queued_message_ids: set[str] = set()
         self.last_call = 0.0
         self.last_maintenance = 0.0
+        self._beat_at = -math.inf  # the first call beats (and puts this queue in the worker's index)
         self.paused = False
         self.wakeup = broker.keys.wakeup(queue_name)
         #: Group commit of acks: those waiting (rid -> the script's arguments and the gate its thread waits on),
@@ -504,7 +518,18 @@ class JobkitConsumer(Consumer):
         self._cap: tuple[int, int] = (-1, DEFAULT_RETENTION_MAX)  # (actors counted, the queue's cap)
 
     def _call(self, command: str, *args: Any, maintenance: bool = False) -> Any:
-        return self.broker._call(command, self.queue_name, list(args), maintenance)
+        # The heartbeat rides along with the first call, then with one call a beat interval (any thread's: the
+        # consumer's fetches, the handlers' acks); a call that fails is retried with its beat by the next one.
+        now = time.monotonic()
+        beat = now - self._beat_at >= self.broker.beat_interval
+        if beat:
+            self._beat_at = now
+        try:
+            return self.broker._call(command, self.queue_name, list(args), maintenance, beat)
+        except BaseException:
+            if beat:
+                self._beat_at = -math.inf
+            raise
 
     @property
     def outstanding_message_count(self) -> int:

@@ -6,8 +6,9 @@ record for the task's ``retention`` (see :mod:`jobkit.engine.middleware.running_
 
 Waiting does not poll: the waiter subscribes to the task's ``K.finished(id)`` channel, then reads the task once, and
 reads it again only when the channel says the task settled (the broker's ack, nack, cancel and archive steps publish
-there; a workflow run publishes when it ends). The read after subscribing closes the race with a task that finished
-just before.
+there; a workflow run publishes when it ends). An ack publishes a completion only for the ids waiters registered in
+``K.waiters`` (a PUBLISH per task no one hears cost Redis a command a task), so a waiter registers after subscribing
+and before reading. The read after registering closes the race with a task that finished just before.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ __all__ = ["Lifecycle", "progress_record"]
 
 #: The longest single wait on the channel (a wait without a timeout re-reads the task this often, at most).
 _LONGEST_WAIT_S = 3600.0
+#: How much longer than its wait a waiter's registration lasts (clocks of different hosts differ a little).
+_WAITER_SLACK_S = 30.0
 
 
 def progress_record(raw: Any) -> dict[str, Any] | None:
@@ -81,6 +84,8 @@ class Lifecycle:
         try:
             pubsub.subscribe(self.keys.finished(task_id))
             while True:
+                if not is_workflow:
+                    self._register_waiter(task_id, deadline)
                 settled, value = self._run_outcome(task_id) if is_workflow else self._task_outcome(task_id, queue)
                 if settled:
                     return value
@@ -92,6 +97,15 @@ class Lifecycle:
                 pubsub.get_message(timeout=min(remaining or _LONGEST_WAIT_S, _LONGEST_WAIT_S))
         finally:
             pubsub.close()
+
+    def _register_waiter(self, task_id: str, deadline: float | None) -> None:
+        """Say that a caller waits for ``task_id`` until ``deadline`` (monotonic; None: the longest single wait), after
+        subscribing and before reading the task: an ack publishes a completion only for the ids registered in
+        ``K.waiters``, so one that comes after this sees it, and one before it is found by the read. A later
+        deadline replaces an earlier one, never the other way round; entries expire (the broker's maintenance)."""
+        wait = _LONGEST_WAIT_S if deadline is None else min(_LONGEST_WAIT_S, max(0.0, deadline - time.monotonic()))
+        until_ms = int((time.time() + wait + _WAITER_SLACK_S) * 1000)
+        self.redis.zadd(self.keys.waiters, {task_id: until_ms}, gt=True)
 
     def _task_outcome(self, task_id: str, queue: str | None) -> tuple[bool, Any]:
         state, message = self._find(task_id, queue)

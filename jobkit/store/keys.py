@@ -72,6 +72,9 @@ LAYOUT: dict[str, Key] = {
     "cancel": Key("{ns}:__cancel__", "channel", "pub/sub: '<message id>\\t<by>' tells workers to cancel a task"),
     "canceled": Key("{ns}:__canceled__.{id}", "string", "who canceled a task a worker holds (10 min): not run again"),
     "finished": Key("{ns}:__finished__.{id}", "channel", "pub/sub: the task's final state, as it settles"),
+    "waiters": Key(
+        "{ns}:__waiters__", "zset", "message id -> waited for until (ms): result() callers; acks publish only to these"
+    ),
     # -- scheduling ------------------------------------------------------------------------------------------------
     "schedules": Key("{ns}:__schedules__", "hash", "entry id -> JSON definition"),
     "schedules_version": Key("{ns}:__schedules__.version", "string", "bumped on every change of the entries"),
@@ -110,6 +113,7 @@ class Keys:
         self.results = self._key("results")
         self.revoked_tokens = self._key("revoked_tokens")
         self.cancel = self._key("cancel")
+        self.waiters = self._key("waiters")
 
     def _key(self, name: str, **parts: object) -> str:
         return LAYOUT[name].template.format(ns=self.namespace, **parts)

@@ -1,6 +1,6 @@
 -- broker: every per-message step of the broker in one round trip.
 --
--- ARGV = command, now_ms, queue, worker_id, heartbeat_timeout_ms, dead_ttl_ms, dead_max, maintenance, started,
+-- ARGV = command, now_ms, queue, worker_id, heartbeat_timeout_ms, dead_ttl_ms, dead_max, maintenance, started, beat,
 --        ...command arguments
 -- "maintenance" is "" (none this call) or the queues the calling worker knows, "\t<queue>\t<queue>...": orphan
 -- recovery looks there for what a dead stock Dramatiq worker held, since Dramatiq keeps no index of a worker's queues.
@@ -10,13 +10,18 @@
 -- "started" carries the start markers that ride along: "<queue>\t<rid>\n..." for messages this worker began running
 -- since its last call (no extra round trip per message).
 --
+-- "beat" is "1" when this call carries the consumer's heartbeat (its first call, then at most one a second, and
+-- every maintenance call: see JobkitConsumer._call), "" otherwise: a heartbeat a call is not worth a ZADD and an
+-- SADD per call when the timeout is 15 s.
+--
 -- Keys touched (see jobkit/store/keys.py): K.heartbeats, K.worker_acks(worker), K.worker_queue_acks(worker, queue),
 -- K.paused, K.pending(queue), K.messages(queue), K.ids(queue), K.active(queue), K.scheduled(queue), K.retry(queue),
 -- K.delayed(queue), K.delayed_messages(queue) (Dramatiq's delay queue, which stock producers write: read and emptied),
 -- K.wakeup(queue) (idle consumers' wake-up tokens), K.dead(queue), K.dead_messages(queue), K.done(queue),
 -- K.done_messages(queue), K.processed_day(queue, day), K.failed_day(queue, day), K.processed_total(queue),
 -- K.failed_total(queue); K.canceled(id) (read as a held task is handed back, deleted as a canceled one is archived)
--- and the channel K.finished(id) (published to as a task settles: completed, archived or canceled); and the claim
+-- and the channel K.finished(id) (published to as a task settles: archived or canceled, and completed when K.waiters
+-- says a TaskRef.result() waits for it); and the claim
 -- keys an enqueue is given (unique locks, scheduler fire claims), which the caller builds with the same layout.
 
 local command = ARGV[1]
@@ -99,7 +104,8 @@ local dead_ttl = tonumber(ARGV[6])
 local dead_max = tonumber(ARGV[7])
 local maintenance = ARGV[8]
 local started = ARGV[9]
-local A = 10 -- first command argument
+local beat = ARGV[10] == "1"
+local A = 11 -- first command argument
 local ACK_ARGS = 8 -- arguments per message of "ack"
 
 local queue_acks = K.worker_queue_acks(worker_id, queue)
@@ -108,8 +114,15 @@ local FORWARD_BATCH = 1000
 local TRIM_BATCH = 1000
 local COUNTER_TTL = 91 * 86400 -- seconds: 90 days of history
 
+-- The heartbeat, and this queue in the index of the queues the worker fetches from (K.worker_acks(worker), which
+-- orphan recovery reads). A consumer's first call beats, so its queue is in the index before its first fetch takes
+-- anything; a worker whose ack sets recovery released (its heartbeat was older than the timeout) beats again with
+-- its next call, which puts the queue back.
 local function heartbeat()
-    redis.call("zadd", K.heartbeats, now, worker_id)
+    if beat then
+        redis.call("zadd", K.heartbeats, now, worker_id)
+        redis.call("sadd", K.worker_acks(worker_id), queue)
+    end
 end
 
 -- Start markers, one HSET per queue. A marker for a rid this same call acks is dropped: it would be deleted again
@@ -230,12 +243,23 @@ local function settle_wakeups(emptied)
     end
 end
 
-local function next_due()
+-- The due time of a sorted set's first rid, or nil when it is empty.
+local function first_due(zset)
+    return tonumber(redis.call("zrange", zset, 0, 0, "WITHSCORES")[2])
+end
+
+-- Forward the due rids of the scheduled and retry sets, and return the earliest due time left (nil: none). One
+-- ZRANGE per set when nothing is due, which is most fetches.
+local function forward_due()
     local best = nil
     for _, zset in ipairs({Q.scheduled, Q.retry}) do
-        local first = redis.call("zrange", zset, 0, 0, "WITHSCORES")
-        if first[2] and (best == nil or tonumber(first[2]) < best) then
-            best = tonumber(first[2])
+        local first = first_due(zset)
+        if first and first <= now then
+            forward(zset)
+            first = first_due(zset)
+        end
+        if first and (best == nil or first < best) then
+            best = first
         end
     end
     return best
@@ -277,42 +301,86 @@ local function trim_completed(cap, budget)
     end
 end
 
--- The completions of this call: how many, the queue's cap, the longest retention kept (see finish_completions).
-local completions = {n = 0, cap = math.huge, longest = 0}
+-- The completions of this call: how many, the queue's cap, the longest retention kept, and the records to write
+-- (ZADD and HSET arguments), written with one command each (see finish_completions).
+local completions = {n = 0, cap = math.huge, longest = 0, scores = {}, records = {}}
 
 -- Keep a completed task's record (message id -> data) for `retention` ms from `at` (ms, with a fraction) among at most
--- `cap` of its queue. The keys' expiry and the trimming are done once per call, in finish_completions.
+-- `cap` of its queue. The records, the keys' expiry and the trimming are written once per call, in finish_completions.
 local function keep_completed(message_id, data, retention, cap, at)
     completions.n = completions.n + 1
     if retention <= 0 or cap <= 0 then
         return -- nothing kept: only what has expired goes
     end
-    redis.call("zadd", Q.done, at + retention, message_id)
-    redis.call("hset", Q.done_messages, message_id, data)
+    local scores, records = completions.scores, completions.records
+    scores[#scores + 1] = at + retention
+    scores[#scores + 1] = message_id
+    records[#records + 1] = message_id
+    records[#records + 1] = data
     completions.cap = math.min(completions.cap, cap)
     completions.longest = math.max(completions.longest, retention)
 end
 
--- After the completions of one call: the records' keys live as long as the record kept longest, and up to
--- TRIM_PER_ACK records per completion that are past their retention or beyond the cap go.
+-- A records key whose expiry is extended is given a tenth more than the longest retention it must cover (a minute
+-- at most), so the extension (PEXPIRE) is needed about once a minute for a day's retention, not on every call (each
+-- call only reads the PTTL), and a short retention's keys still go soon after it ends.
+local EXPIRY_MARGIN = 60000
+
+-- After the completions of one call: the records (one ZADD, one HSET), the keys living at least as long as the record
+-- kept longest, and up to TRIM_PER_ACK records per completion that are past their retention or beyond the cap go.
+-- The two keys are written together and trimmed together, so the set's PTTL speaks for both; the hash's own is read
+-- on the calls that beat (once a second), should anything have deleted the one and not the other.
 local function finish_completions()
     if completions.n == 0 then
         return
     end
-    if completions.longest > 0 then
-        for _, key in ipairs({Q.done, Q.done_messages}) do
-            if redis.call("pttl", key) < completions.longest then
-                redis.call("pexpire", key, completions.longest)
-            end
+    if #completions.scores > 0 then
+        redis.call("zadd", Q.done, unpack(completions.scores))
+        redis.call("hset", Q.done_messages, unpack(completions.records))
+        local longest = completions.longest
+        local keys = {Q.done}
+        if beat then
+            keys[2] = Q.done_messages
+        end
+        local extend = false
+        for _, key in ipairs(keys) do
+            extend = extend or redis.call("pttl", key) < longest
+        end
+        if extend then
+            local ttl = longest + math.min(EXPIRY_MARGIN, math.floor(longest / 10))
+            redis.call("pexpire", Q.done, ttl)
+            redis.call("pexpire", Q.done_messages, ttl)
         end
     end
     trim_completed(completions.cap, TRIM_PER_ACK * completions.n)
 end
 
--- The archived and completed messages past their age or beyond their cap, a batch of each.
+-- TaskRef.result() callers register the message id they wait for in K.waiters (until when, ms) before they read the
+-- task, so a completion publishes K.finished(id) only for those: one ZMSCORE per call instead of a PUBLISH per task.
+-- A waiter that registered after this call reads the task completed; one that gave up leaves an entry that expires.
+local function publish_completed(message_ids)
+    if #message_ids == 0 then
+        return
+    end
+    local waited = redis.call("zmscore", K.waiters, unpack(message_ids))
+    local heard = {}
+    for i = 1, #message_ids do
+        if waited[i] then
+            redis.call("publish", K.finished(message_ids[i]), "completed")
+            heard[#heard + 1] = message_ids[i]
+        end
+    end
+    if #heard > 0 then
+        redis.call("zrem", K.waiters, unpack(heard))
+    end
+end
+
+-- The archived and completed messages past their age or beyond their cap, a batch of each, and the waiters that
+-- gave up.
 local function trim()
     trim_archived(TRIM_BATCH)
     trim_completed(math.huge, TRIM_BATCH)
+    redis.call("zremrangebyscore", K.waiters, "-inf", now)
 end
 
 -- Hand back the rids a worker held on queue q (to the head of the queue; canceled ones to the archive) and forget
@@ -426,8 +494,9 @@ local function settle_acked()
     return found
 end
 
--- One acked message whose arguments start at ARGV[at] (see the "ack" command), if this worker held it.
-local function ack_one(at, held)
+-- One acked message whose arguments start at ARGV[at] (see the "ack" command), if this worker held it; a completed
+-- one's message id is added to `completed`.
+local function ack_one(at, held, completed)
     local rid = ARGV[at]
     if held[rid] then
         local outcome = ARGV[at + 2]
@@ -440,25 +509,24 @@ local function ack_one(at, held)
             release_unique(ARGV[at + 5], message_id)
             keep_completed(message_id, ARGV[at + 4], tonumber(ARGV[at + 3]), tonumber(ARGV[at + 6]),
                 tonumber(ARGV[at + 7]) or now)
-            redis.call("publish", K.finished(message_id), "completed") -- wakes TaskRef.result(); no-op unheard
+            completed[#completed + 1] = message_id
         end
     end
 end
 
+if command ~= "release" and command ~= "qsize" then
+    heartbeat()
+end
 mark_started()
 if maintenance ~= "" then
-    heartbeat()
     recover_orphans()
     trim()
 end
 
 if command == "fetch" then
     -- args: how many. Returns {next due time or -1, 1 if paused else 0, message, message, ...}.
-    heartbeat()
     forward_delayed()
-    forward(Q.scheduled)
-    forward(Q.retry)
-    local result = {next_due() or -1, 0}
+    local result = {forward_due() or -1, 0}
     if redis.call("sismember", K.paused, queue) == 1 then
         result[2] = 1
         redis.call("del", K.wakeup(queue)) -- a paused queue's tokens would only wake its consumers again and again
@@ -468,8 +536,7 @@ if command == "fetch" then
     local rids = redis.call("lpop", Q.pending, wanted) or {} -- one LPOP with a count (Redis 6.2) for the batch
     settle_wakeups(#rids < wanted)
     if #rids > 0 then
-        redis.call("sadd", queue_acks, unpack(rids))
-        redis.call("sadd", K.worker_acks(worker_id), queue)
+        redis.call("sadd", queue_acks, unpack(rids)) -- the queue is in K.worker_acks(worker) since its first beat
         local data = redis.call("hmget", Q.messages, unpack(rids))
         for i = 1, #data do
             result[#result + 1] = data[i]
@@ -479,7 +546,6 @@ if command == "fetch" then
 
 elseif command == "heartbeat" then
     -- Returns 1 if the queue is paused.
-    heartbeat()
     return redis.call("sismember", K.paused, queue)
 
 elseif command == "ack" then
@@ -487,20 +553,23 @@ elseif command == "ack" then
     -- rid, message id, "ok" | "retry" | "deferred", retention ms, completed message, unique lock key ("" for none),
     -- how many completed records the queue keeps at most (retention.max), completion time (ms with a fraction)
     -- ("deferred": a rate or concurrency limit put the message back with a delay before it ran; not counted)
-    heartbeat()
-    local held = settle_acked()
+    local held, completed = settle_acked(), {}
     for at = A, #ARGV, ACK_ARGS do
-        ack_one(at, held)
+        ack_one(at, held, completed)
     end
     finish_completions()
-    -- What an operator archived in bulk beyond the cap goes too, a few per acknowledged task.
-    trim_archived(TRIM_PER_ACK * math.floor((#ARGV - A + 1) / ACK_ARGS))
+    publish_completed(completed)
+    -- What an operator archived in bulk beyond the cap goes too, a few per acknowledged task (what is past its age
+    -- is the maintenance pass's: one ZCARD here).
+    local surplus = redis.call("zcard", Q.dead) - dead_max
+    if surplus > 0 then
+        drop_archived(math.min(surplus, TRIM_PER_ACK * math.floor((#ARGV - A + 1) / ACK_ARGS)))
+    end
 
 elseif command == "nack" then
     -- args: rid, message as it ended (with its final error), unique lock key, message id, "archived" | "canceled"
     -- (a canceled task counts as processed, not failed)
     local rid, message_id, state = ARGV[A], ARGV[A + 3], ARGV[A + 4]
-    heartbeat()
     if settle(rid) then
         redis.call("zadd", Q.dead, now, rid)
         redis.call("hset", Q.dead_messages, rid, ARGV[A + 1])
@@ -518,7 +587,6 @@ elseif command == "wait_unknown" then
     -- to the retry set as a new rid, in the same step that lets go of the fetched one (never both, never neither);
     -- not counted.
     local rid, new_rid, data, message_id, due = ARGV[A], ARGV[A + 1], ARGV[A + 2], ARGV[A + 3], tonumber(ARGV[A + 4])
-    heartbeat()
     if settle(rid) then
         redis.call("hset", Q.messages, new_rid, data)
         redis.call("hset", Q.ids, message_id, new_rid)

@@ -64,6 +64,46 @@ def test_result_returns_the_handlers_value_within_50ms_of_completion(client: Cli
     assert ref.result(timeout=0) == {"rows": 3}  # a finished task answers at once
 
 
+def test_a_completion_is_published_only_to_a_registered_waiter(
+    client: Client, worker: dramatiq.Worker, redis_client: redis.Redis
+) -> None:
+    # Given a listener on every task's "finished" channel (what a waiter subscribes to)
+    listener = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    listener.psubscribe(client.broker.keys.finished("*"))
+    try:
+        # When 20 tasks complete with no one waiting for them
+        unheard = [client.dispatch("life:rows", n=1) for _ in range(20)]
+        wait_for(lambda: all(_state(client, ref.id) == "completed" for ref in unheard), timeout=10, what="20 done")
+        # Then no completion was published; and one task waited for is published once, its registration gone
+        ref = client.dispatch("life:rows", n=2)
+        assert ref.result(timeout=5) == {"rows": 2}
+        heard = _drain(listener)
+        assert heard == [(client.broker.keys.finished(ref.id), b"completed")], heard
+        assert redis_client.zscore(client.broker.keys.waiters, ref.id) is None
+    finally:
+        listener.close()
+
+
+def _state(client: Client, task_id: str) -> str:
+    try:
+        return Queues(client).task("default", task_id).state
+    except TaskNotFound:
+        return "missing"
+
+
+def _drain(listener: redis.client.PubSub) -> list[tuple[bytes | str, bytes]]:
+    """The messages the listener got, read for 0.3 s (a publish is in the listener's socket by then; a subscribe
+    confirmation reads as None, so None does not mean "nothing more")."""
+    found = []
+    deadline = time.monotonic() + 0.3
+    while (left := deadline - time.monotonic()) > 0:
+        message = listener.get_message(timeout=left)
+        if message is not None:
+            channel = message["channel"]
+            found.append((channel.decode() if isinstance(channel, bytes) else channel, message["data"]))
+    return found
+
+
 def test_a_failing_task_raises_task_failed_with_its_final_error(client: Client, worker: dramatiq.Worker) -> None:
     ref = client.dispatch("life:no_rows", n=7)  # max_retries 1: two attempts
 

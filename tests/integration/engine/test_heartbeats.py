@@ -1,0 +1,71 @@
+"""A consumer's heartbeat rides along with one of its calls a second; a worker taken for dead is whole again with its
+next call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import cast
+
+from dramatiq.broker import MessageProxy
+
+from jobkit.engine.broker import JobkitBroker, JobkitConsumer
+from jobkit.services.client import Client
+
+JOBS = """
+queues: {default: {weight: 1}}
+tasks:
+  t:noop: {handler: "tests.handlers:noop", queue: default}
+"""
+
+
+def _consumer(broker: JobkitBroker, prefetch: int) -> JobkitConsumer:
+    return cast(JobkitConsumer, broker.consume("default", prefetch=prefetch, timeout=100))
+
+
+def _fetch(consumer: JobkitConsumer, count: int) -> list[MessageProxy]:
+    found: list[MessageProxy] = []
+    while len(found) < count:
+        message = next(consumer)
+        if message is not None:
+            found.append(message)
+    return found
+
+
+def _stall(client: Client, consumer: JobkitConsumer) -> None:
+    """As if the consumer's worker had not been heard of for 20 s (by Redis and by its own clock)."""
+    broker = client.broker
+    broker.client.zadd(broker.keys.heartbeats, {broker.broker_id: int(time.time() * 1000) - 20_000})
+    consumer._beat_at -= 20
+
+
+def test_a_worker_taken_for_dead_beats_again_and_what_it_fetches_after_is_recovered_too(
+    make_client: Callable[..., Client],
+) -> None:
+    # Given a worker holding two tasks (room for four), and another worker that runs the maintenance pass
+    client, rescuer = make_client(JOBS), make_client(JOBS)
+    r, keys, worker_id = client.broker.client, client.broker.keys, client.broker.broker_id
+    client.dispatch_many("t:noop", [{}] * 2)
+    stalled = _consumer(client.broker, prefetch=4)
+    _fetch(stalled, 2)
+    assert r.sismember(keys.worker_acks(worker_id), "default")
+    beat = r.zscore(keys.heartbeats, worker_id)
+
+    # Calls within the beat interval carry no heartbeat
+    stalled.requeue([])  # no call at all for nothing to requeue
+    stalled._call("heartbeat")
+    assert r.zscore(keys.heartbeats, worker_id) == beat
+
+    # When it stalls past the timeout, the other worker hands its tasks back and forgets it
+    _stall(client, stalled)
+    rescuer.broker._call("heartbeat", "default", [], maintenance=True)
+    assert r.llen(keys.pending("default")) == 2
+    assert not r.exists(keys.worker_acks(worker_id)) and r.zscore(keys.heartbeats, worker_id) is None
+
+    # Then its next call beats again and puts the queue back in its index, so what it fetches then is recoverable
+    _fetch(stalled, 2)  # the same two, handed back
+    assert r.zscore(keys.heartbeats, worker_id) is not None
+    assert r.sismember(keys.worker_acks(worker_id), "default")
+    _stall(client, stalled)
+    rescuer.broker._call("heartbeat", "default", [], maintenance=True)
+    assert r.llen(keys.pending("default")) == 2

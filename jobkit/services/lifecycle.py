@@ -14,6 +14,7 @@ and before reading. The read after registering closes the race with a task that 
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -83,9 +84,10 @@ class Lifecycle:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(self.keys.finished(task_id))
+            registered_until = -math.inf  # (monotonic) how long this waiter's registration lasts
             while True:
-                if not is_workflow:
-                    self._register_waiter(task_id, deadline)
+                if not is_workflow and time.monotonic() >= registered_until:
+                    registered_until = self._register_waiter(task_id, deadline)
                 settled, value = self._run_outcome(task_id) if is_workflow else self._task_outcome(task_id, queue)
                 if settled:
                     return value
@@ -98,14 +100,17 @@ class Lifecycle:
         finally:
             pubsub.close()
 
-    def _register_waiter(self, task_id: str, deadline: float | None) -> None:
+    def _register_waiter(self, task_id: str, deadline: float | None) -> float:
         """Say that a caller waits for ``task_id`` until ``deadline`` (monotonic; None: the longest single wait), after
         subscribing and before reading the task: an ack publishes a completion only for the ids registered in
         ``K.waiters``, so one that comes after this sees it, and one before it is found by the read. A later
-        deadline replaces an earlier one, never the other way round; entries expire (the broker's maintenance)."""
+        deadline replaces an earlier one, never the other way round; the ack that publishes removes the entry, and
+        entries nobody heard expire (the broker's maintenance). A waiter that gives up leaves its entry: another one
+        may wait for the same task. Returns until when (monotonic) the registration holds."""
         wait = _LONGEST_WAIT_S if deadline is None else min(_LONGEST_WAIT_S, max(0.0, deadline - time.monotonic()))
         until_ms = int((time.time() + wait + _WAITER_SLACK_S) * 1000)
         self.redis.zadd(self.keys.waiters, {task_id: until_ms}, gt=True)
+        return time.monotonic() + wait
 
     def _task_outcome(self, task_id: str, queue: str | None) -> tuple[bool, Any]:
         state, message = self._find(task_id, queue)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -74,9 +75,18 @@ def test_a_completion_is_published_only_to_a_registered_waiter(
         # When 20 tasks complete with no one waiting for them
         unheard = [client.dispatch("life:rows", n=1) for _ in range(20)]
         wait_for(lambda: all(_state(client, ref.id) == "completed" for ref in unheard), timeout=10, what="20 done")
-        # Then no completion was published; and one task waited for is published once, its registration gone
+        # Then no completion was published; and one task waited for before it runs (its queue paused until the
+        # waiter registered) is published once, its registration gone
+        queues = Queues(client)
+        queues.pause("default")
         ref = client.dispatch("life:rows", n=2)
-        assert ref.result(timeout=5) == {"rows": 2}
+        got: list[object] = []
+        waiter = threading.Thread(target=lambda: got.append(ref.result(timeout=10)))
+        waiter.start()
+        wait_for(lambda: redis_client.zscore(client.broker.keys.waiters, ref.id), timeout=5, what="the waiter")
+        queues.resume("default")
+        waiter.join(10)
+        assert got == [{"rows": 2}]
         heard = _drain(listener)
         assert heard == [(client.broker.keys.finished(ref.id), b"completed")], heard
         assert redis_client.zscore(client.broker.keys.waiters, ref.id) is None

@@ -234,9 +234,11 @@ local function forward_delayed()
     redis.call("hdel", delayed_messages, unpack(rids))
 end
 
--- After a fetch: no tokens while nothing is pending; one, for another idle consumer, while work is left behind.
+-- After a fetch: no tokens when it emptied the pending list; one, for another idle consumer, when work may be left
+-- behind. A fetch that got all it asked for does not look (an LLEN per busy fetch): if it took the last rid, the
+-- token wakes one idle consumer for one empty fetch, which drops it.
 local function settle_wakeups(emptied)
-    if emptied or redis.call("llen", Q.pending) == 0 then
+    if emptied then
         redis.call("del", K.wakeup(queue))
     else
         wake_once()

@@ -6,6 +6,7 @@ them when the file loads, so a payload the handler cannot take is refused before
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -44,11 +45,30 @@ def json_problem(value: Any, path: str, depth: int = 0) -> str | None:
     return f"{path} is a {type(value).__name__}, which is not JSON (send text, numbers, lists or mappings)"
 
 
-def check_payload(task: TaskSpec, signature: inspect.Signature, payload: dict[str, Any]) -> None:
-    """Refuse a payload that the handler cannot take, naming the task and the field."""
+def _shape(signature: inspect.Signature) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+    """What a handler's signature takes: any keyword, the named fields, and the required ones, read once per
+    signature (a dispatch checks every payload against it); a signature with an unhashable default (``x=[]``) is
+    read each time."""
+    try:
+        return _cached_shape(signature)
+    except TypeError:
+        return _read_shape(signature)
+
+
+def _read_shape(signature: inspect.Signature) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
     params = signature.parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    named = {n: p for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    named = tuple(n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    required = tuple(n for n in named if params[n].default is params[n].empty)
+    return takes_any, named, required
+
+
+_cached_shape = functools.lru_cache(maxsize=1024)(_read_shape)
+
+
+def check_payload(task: TaskSpec, signature: inspect.Signature, payload: dict[str, Any]) -> None:
+    """Refuse a payload that the handler cannot take, naming the task and the field."""
+    takes_any, named, required = _shape(signature)
     for key in payload:
         if key not in named and not takes_any:
             hint = did_you_mean(key, set(named))
@@ -56,7 +76,7 @@ def check_payload(task: TaskSpec, signature: inspect.Signature, payload: dict[st
             raise PayloadError(
                 f"{task.name}: unknown payload field {key!r} ({hint or 'the handler takes ' + accepted})"
             )
-    missing = [n for n, p in named.items() if p.default is p.empty and n not in payload]
+    missing = [n for n in required if n not in payload]
     if missing:
         raise PayloadError(f"{task.name}: missing payload field {missing[0]!r} (required: {', '.join(missing)})")
     for key, value in payload.items():
@@ -64,9 +84,14 @@ def check_payload(task: TaskSpec, signature: inspect.Signature, payload: dict[st
             raise PayloadError(f"{task.name}: payload field {problem}")
 
 
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def json_size(payload: dict[str, Any]) -> int:
     """The payload's size as compact UTF-8 JSON, in bytes."""
-    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    if not payload:
+        return 2  # {}
+    return len(_compact(payload).encode())
 
 
 def format_size(size: int) -> str:

@@ -13,6 +13,7 @@ revoke`` (see :class:`~jobkit.services.auth.Revocations`).
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -42,10 +43,25 @@ async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Claim
         raise NotAuthorizedException(str(exc)) from None
     revocations: Revocations = services.revocations
     if revocations.stale():  # at most once a second: off the event loop
-        await asyncio.to_thread(revocations.refresh)
+        await _refreshed(revocations)
     if revocations.revoked(claims.jti):
         raise NotAuthorizedException("token revoked")
     return claims
+
+
+#: The refresh of each process's revocation list in flight, if any: the requests that find the list stale at the same
+#: moment wait for one read of Redis, not one each.
+_refreshing: weakref.WeakKeyDictionary[Revocations, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+
+
+async def _refreshed(revocations: Revocations) -> None:
+    """Wait until the revocation list has been read again (by this request or by one that asked first); a request
+    that goes away does not cancel the read the others wait for."""
+    task = _refreshing.get(revocations)
+    if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+        task = asyncio.ensure_future(asyncio.to_thread(revocations.refresh))
+        _refreshing[revocations] = task
+    await asyncio.shield(task)
 
 
 async def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:

@@ -6,7 +6,6 @@ them when the file loads, so a payload the handler cannot take is refused before
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import math
@@ -45,25 +44,25 @@ def json_problem(value: Any, path: str, depth: int = 0) -> str | None:
     return f"{path} is a {type(value).__name__}, which is not JSON (send text, numbers, lists or mappings)"
 
 
+#: The shape of each signature dispatch has checked payloads against, by identity (the builder keeps one signature
+#: object per task; hashing a Signature hashes every parameter, which cost more than reading it again).
+_SHAPES: dict[int, tuple[inspect.Signature, tuple[bool, tuple[str, ...], tuple[str, ...]]]] = {}
+
+
 def _shape(signature: inspect.Signature) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
     """What a handler's signature takes: any keyword, the named fields, and the required ones, read once per
-    signature (a dispatch checks every payload against it); a signature with an unhashable default (``x=[]``) is
-    read each time."""
-    try:
-        return _cached_shape(signature)
-    except TypeError:
-        return _read_shape(signature)
-
-
-def _read_shape(signature: inspect.Signature) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+    signature object (a dispatch checks every payload against it)."""
+    found = _SHAPES.get(id(signature))
+    if found is not None and found[0] is signature:
+        return found[1]
     params = signature.parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     named = tuple(n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
     required = tuple(n for n in named if params[n].default is params[n].empty)
-    return takes_any, named, required
-
-
-_cached_shape = functools.lru_cache(maxsize=1024)(_read_shape)
+    shape = (takes_any, named, required)
+    if len(_SHAPES) < 4096:  # the signatures of a project's tasks: a handful; never grows without bound
+        _SHAPES[id(signature)] = (signature, shape)
+    return shape
 
 
 def check_payload(task: TaskSpec, signature: inspect.Signature, payload: dict[str, Any]) -> None:

@@ -15,7 +15,8 @@ What changes against the stock broker, each inside the one round trip Dramatiq a
 - a worker that is stopped hard hands everything it held straight back (``release``);
 - an idle consumer blocks on its queue's wake-up list (``BLPOP``, bounded by ``IDLE_WAIT_MAX_S``) instead of polling:
   an enqueue onto an empty queue, a delayed task stored, a resume, or a fetch that leaves work behind pushes a token,
-  so the first task after a quiet spell starts within a round trip or two;
+  and the fetch is pipelined behind the BLPOP (Redis runs it the moment the BLPOP is answered), so the first task
+  after a quiet spell is on its way within one round trip;
 - acks are group-committed per consumer: the acks that finish while one ack call is out go together in the next,
   and the counters, the id index and the start markers of a batch are written once per call, not once per task.
   An ack is never sent before its handler returned, so a worker that dies in between still has the task run again.
@@ -36,7 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 import dramatiq
@@ -527,19 +528,58 @@ class JobkitConsumer(Consumer):
         self.slot_freed = threading.Event()
         self._cap: tuple[int, int] = (-1, DEFAULT_RETENTION_MAX)  # (actors counted, the queue's cap)
 
-    def _call(self, command: str, *args: Any, maintenance: bool = False) -> Any:
-        # The heartbeat rides along with the first call, then with one call a beat interval (any thread's: the
-        # consumer's fetches, the handlers' acks); a call that fails is retried with its beat by the next one.
+    def _beat(self) -> bool:
+        """Whether this call carries the heartbeat: the first call does, then one call a beat interval (any
+        thread's: the consumer's fetches, the handlers' acks)."""
         now = time.monotonic()
         beat = now - self._beat_at >= self.broker.beat_interval
         if beat:
             self._beat_at = now
+        return beat
+
+    def _call(self, command: str, *args: Any, maintenance: bool = False) -> Any:
+        beat = self._beat()
         try:
             return self.broker._call(command, self.queue_name, list(args), maintenance, beat)
         except BaseException:
             if beat:
-                self._beat_at = -math.inf
+                self._beat_at = -math.inf  # a call that failed is retried with its beat by the next one
             raise
+
+    def _wait_then_fetch(self, wait: float) -> list[Any] | None:
+        """Block on the wake-up list for up to ``wait`` seconds, and fetch as soon as it returns, in one round trip:
+        Redis runs the fetch queued behind the BLPOP the moment the BLPOP is answered (a token, or the timeout), so
+        a task enqueued onto an idle queue is on its way to a thread one round trip sooner. Returns the fetch's reply,
+        or None when there was none to take (the next fetch looks again)."""
+        wanted = self.prefetch - self.outstanding_message_count
+        beat = self._beat()
+        pipe = self.broker.client.pipeline(transaction=False)
+        pipe.blpop([self.wakeup], timeout=wait)
+        header = self.broker._header("fetch", self.queue_name, [max(wanted, 0)], False, beat)
+        pipe.evalsha(self.broker.lua.script("broker").sha, 1, self.broker.keys.namespace, *header)
+        try:
+            _, reply = pipe.execute(raise_on_error=False)
+        except redis.TimeoutError:  # a slow answer to a wait: nothing woke it; the next fetch looks again
+            reply = None
+        if reply is None or isinstance(reply, Exception):
+            if beat:
+                self._beat_at = -math.inf  # the next call beats instead
+            if reply is None or isinstance(reply, NoScriptError):  # NOSCRIPT: the next fetch loads the script
+                return None
+            raise reply
+        return list(reply)
+
+    def _took(self, reply: list[Any], now: float) -> tuple[int, bool]:
+        """A fetch's reply: the next due time (ms, -1 for none), and whether it brought messages (then in
+        ``message_cache``)."""
+        next_due, paused, *data = reply
+        self.last_call = now
+        self._set_paused(bool(paused))
+        if self.broker.work_queue is not None:
+            self.broker.work_queue.note_fetch(self.queue_name, bool(data))
+        if data:
+            self.message_cache = [item for item in data if item is not None]
+        return int(next_due), bool(data)
 
     @property
     def outstanding_message_count(self) -> int:
@@ -765,19 +805,14 @@ class JobkitConsumer(Consumer):
             maintenance = now - self.last_maintenance >= self.broker.maintenance_interval
             if maintenance:
                 self.last_maintenance = now
-            next_due, paused, *data = self._call("fetch", wanted, maintenance=maintenance)
-            self.last_call = now
-            self._set_paused(bool(paused))
-            if self.broker.work_queue is not None:
-                self.broker.work_queue.note_fetch(self.queue_name, bool(data))
-            if data:
-                self.message_cache = [item for item in data if item is not None]
+            next_due, found = self._took(self._call("fetch", wanted, maintenance=maintenance), now)
+            if found:
                 return self.__next__() if self.message_cache else None
             wait = IDLE_WAIT_MAX_S
             if self.broker.oldest_unsent_start() is not None:
                 wait = START_FLUSH_S  # a task began and its marker waits: the next fetch takes it within the bound
-            if int(next_due) >= 0:
-                until_due = (int(next_due) - current_millis()) / 1000
+            if next_due >= 0:
+                until_due = (next_due - current_millis()) / 1000
                 if until_due < BLPOP_SLACK_S:
                     # Redis times a BLPOP out up to 100 ms late (it checks timeouts on its 10 Hz clock): the last
                     # stretch before a due task is slept here, precisely, as before wake-ups.
@@ -790,8 +825,9 @@ class JobkitConsumer(Consumer):
             socket_timeout = self.broker.client.connection_pool.connection_kwargs.get("socket_timeout")
             if socket_timeout:
                 wait = min(wait, float(socket_timeout) / 2)
-            with suppress(redis.TimeoutError):  # a slow answer to a wait: nothing woke it; the next fetch looks again
-                self.broker.client.blpop([self.wakeup], timeout=max(wait, 0.01))
+            reply = self._wait_then_fetch(max(wait, 0.01))
+            if reply is not None and self._took(reply, time.monotonic())[1] and self.message_cache:
+                return self.__next__()
             return None
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None

@@ -8,9 +8,11 @@ from datetime import timedelta
 from typing import Any, cast
 
 import dramatiq
+import pytest
 import redis
 from dramatiq.broker import MessageProxy
 
+from jobkit.engine import broker as broker_module
 from jobkit.engine.broker import JobkitBroker, JobkitConsumer
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
@@ -202,3 +204,36 @@ def test_eight_threads_acking_at_once_all_return_each_task_counted_once_and_fewe
     stats = Queues(client).stats("default")
     assert (stats.processed_total, stats.completed, stats.size, stats.active) == (800, 800, 0, 0)
     assert len(calls) < 800  # some calls carried more than one ack
+
+
+def test_a_wake_up_and_the_fetch_after_it_are_one_round_trip(
+    make_client: Callable[..., Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an idle consumer: its fetch found nothing and it blocks on the wake-up list (for up to 2 s here, so a busy
+    # machine cannot time the wait out before the enqueue)
+    monkeypatch.setattr(broker_module, "IDLE_WAIT_MAX_S", 2.0)
+    client = make_client(JOBS)
+    consumer = _consumer(client.broker)
+    calls: list[str] = []
+    real_call = consumer._call
+
+    def counted(command: str, *args: Any, maintenance: bool = False) -> Any:
+        calls.append(command)
+        return real_call(command, *args, maintenance=maintenance)
+
+    consumer._call = counted  # type: ignore[method-assign]
+    got: list[MessageProxy | None] = []
+    waiting = threading.Thread(target=lambda: got.append(next(consumer)))
+    waiting.start()
+    redis_client = client.broker.client
+
+    def blocked() -> bool:
+        return any(c["cmd"] == "blpop" and "b" in c["flags"] for c in redis_client.client_list())
+
+    wait_for(blocked, what="the consumer blocked in BLPOP")
+
+    # When a task is enqueued, the same call that woke it brings the task: no fetch of its own
+    ref = client.dispatch("t:noop")
+    waiting.join(10)
+    assert calls == ["fetch"]  # the empty one before the wait
+    assert len(got) == 1 and got[0] is not None and got[0].message_id == ref.id

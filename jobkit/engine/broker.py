@@ -37,7 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import dramatiq
@@ -87,6 +87,9 @@ IDLE_WAIT_MAX_S = 0.5
 BLPOP_SLACK_S = 0.11
 #: At most how often a consumer's calls carry its heartbeat (timeout: HEARTBEAT_TIMEOUT_MS); see beat_interval.
 BEAT_INTERVAL_S = 1.0
+#: An idle consumer pipelines its fetch behind its wait only when its socket timeout leaves at least this much after
+#: the wait (workers: 5 s): see JobkitConsumer.__next__.
+PIPELINED_WAIT_MARGIN_S = 2.0
 #: How often a consumer whose slots are all taken still talks to Redis (heartbeat, pause flag).
 BUSY_POLL_S = 0.25
 #: At most this many acks go in one script call (Redis serves no one else while it runs).
@@ -349,7 +352,13 @@ class JobkitBroker(RedisBroker):
 
     # -- the script ------------------------------------------------------------------------------------------------
     def _header(
-        self, command: str, queue_name: str, args: list[Any], maintenance: bool = False, beat: bool = False
+        self,
+        command: str,
+        queue_name: str,
+        args: list[Any],
+        maintenance: bool = False,
+        beat: bool = False,
+        markers: bool = True,
     ) -> list[Any]:
         if command in _CLIENT_COMMANDS:  # an enqueue's short path reads only these (see broker.lua)
             return [command, "", queue_name, *args]
@@ -364,7 +373,7 @@ class JobkitBroker(RedisBroker):
             # Maintenance: the queues this worker knows, where a dead stock Dramatiq worker's acks are looked for.
             ("".join("\t" + name for name in sorted(self.queues)) or "\t") if maintenance else "",
             # Start markers ride along with a worker's own calls only.
-            self._take_started() if self.started and self._markers_ride(command) else "",
+            self._take_started() if markers and self.started and self._markers_ride(command) else "",
             "1" if beat or maintenance else "",  # a maintenance pass beats before it looks for dead workers
             *args,
         ]
@@ -515,6 +524,8 @@ class JobkitConsumer(Consumer):
         self.last_call = 0.0
         self.last_maintenance = 0.0
         self._beat_at = -math.inf  # the first call beats (and puts this queue in the worker's index)
+        #: The next due time an empty fetch pipelined behind a wait brought back (None: the next look is a fetch).
+        self._idle_due: int | None = None
         self.paused = False
         self.wakeup = broker.keys.wakeup(queue_name)
         #: Group commit of acks: those waiting (rid -> the script's arguments and the gate its thread waits on),
@@ -555,16 +566,22 @@ class JobkitConsumer(Consumer):
         beat = self._beat()
         pipe = self.broker.client.pipeline(transaction=False)
         pipe.blpop([self.wakeup], timeout=wait)
-        header = self.broker._header("fetch", self.queue_name, [max(wanted, 0)], False, beat)
+        # No start markers in it: a marker taken now would be lost with a failed call (markers wait for the direct
+        # fetch that follows START_FLUSH_S, or for an ack).
+        header = self.broker._header("fetch", self.queue_name, [max(wanted, 0)], False, beat, markers=False)
         pipe.evalsha(self.broker.lua.script("broker").sha, 1, self.broker.keys.namespace, *header)
         try:
+            # A timeout here is a Redis that stalled for PIPELINED_WAIT_MARGIN_S or more past the wait: raised, as
+            # for any other call of the consumer.
             _, reply = pipe.execute(raise_on_error=False)
-        except redis.TimeoutError:  # a slow answer to a wait: nothing woke it; the next fetch looks again
-            reply = None
-        if reply is None or isinstance(reply, Exception):
+        except BaseException:
             if beat:
                 self._beat_at = -math.inf  # the next call beats instead
-            if reply is None or isinstance(reply, NoScriptError):  # NOSCRIPT: the next fetch loads the script
+            raise
+        if isinstance(reply, Exception):
+            if beat:
+                self._beat_at = -math.inf
+            if isinstance(reply, NoScriptError):  # Redis lost its scripts (a restart): the next fetch loads it
                 return None
             raise reply
         return list(reply)
@@ -805,9 +822,16 @@ class JobkitConsumer(Consumer):
             maintenance = now - self.last_maintenance >= self.broker.maintenance_interval
             if maintenance:
                 self.last_maintenance = now
-            next_due, found = self._took(self._call("fetch", wanted, maintenance=maintenance), now)
-            if found:
-                return self.__next__() if self.message_cache else None
+            idle_due, self._idle_due = self._idle_due, None
+            if idle_due is not None and not maintenance and self.broker.oldest_unsent_start() is None:
+                # The fetch pipelined behind the last wait just came back empty: wait again at once (an idle
+                # consumer costs one BLPOP and one fetch a wait), unless a maintenance pass or a start marker needs
+                # a fetch of its own.
+                next_due = idle_due
+            else:
+                next_due, found = self._took(self._call("fetch", wanted, maintenance=maintenance), now)
+                if found:
+                    return self.__next__() if self.message_cache else None
             wait = IDLE_WAIT_MAX_S
             if self.broker.oldest_unsent_start() is not None:
                 wait = START_FLUSH_S  # a task began and its marker waits: the next fetch takes it within the bound
@@ -825,9 +849,20 @@ class JobkitConsumer(Consumer):
             socket_timeout = self.broker.client.connection_pool.connection_kwargs.get("socket_timeout")
             if socket_timeout:
                 wait = min(wait, float(socket_timeout) / 2)
+            if socket_timeout and float(socket_timeout) - wait < PIPELINED_WAIT_MARGIN_S:
+                # A short socket timeout (an API in the same process): a fetch queued behind the wait might run
+                # after its reply was given up for lost, and what it took would stay held by a live worker. Wait
+                # alone; the next fetch looks.
+                with suppress(redis.TimeoutError):
+                    self.broker.client.blpop([self.wakeup], timeout=max(wait, 0.01))
+                return None
             reply = self._wait_then_fetch(max(wait, 0.01))
-            if reply is not None and self._took(reply, time.monotonic())[1] and self.message_cache:
-                return self.__next__()
+            if reply is None:
+                return None
+            next_due, found = self._took(reply, time.monotonic())
+            if found:
+                return self.__next__() if self.message_cache else None
+            self._idle_due = next_due
             return None
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None

@@ -538,7 +538,13 @@ if command == "fetch" then
     local rids = redis.call("lpop", Q.pending, wanted) or {} -- one LPOP with a count (Redis 6.2) for the batch
     settle_wakeups(#rids < wanted)
     if #rids > 0 then
-        redis.call("sadd", queue_acks, unpack(rids)) -- the queue is in K.worker_acks(worker) since its first beat
+        redis.call("sadd", queue_acks, unpack(rids))
+        -- The queue is in the worker's index since its first beat, unless something released the worker since (its
+        -- own exit finalizer while a consumer thread still fetches): then the index and the heartbeat come back, so
+        -- orphan recovery finds these rids once the worker is gone.
+        if redis.call("sadd", K.worker_acks(worker_id), queue) == 1 then
+            redis.call("zadd", K.heartbeats, "NX", now, worker_id)
+        end
         local data = redis.call("hmget", Q.messages, unpack(rids))
         for i = 1, #data do
             result[#result + 1] = data[i]

@@ -69,3 +69,28 @@ def test_a_worker_taken_for_dead_beats_again_and_what_it_fetches_after_is_recove
     _stall(client, stalled)
     rescuer.broker._call("heartbeat", "default", [], maintenance=True)
     assert r.llen(keys.pending("default")) == 2
+
+
+def test_a_fetch_after_the_worker_released_itself_puts_it_back_where_recovery_looks(
+    make_client: Callable[..., Client],
+) -> None:
+    # Given a worker that released everything (its exit finalizer) while a consumer thread still fetches
+    client = make_client(JOBS)
+    r, keys, worker_id = client.broker.client, client.broker.keys, client.broker.broker_id
+    client.dispatch_many("t:noop", [{}] * 2)
+    consumer = _consumer(client.broker, prefetch=4)
+    _fetch(consumer, 2)
+    assert client.broker.release() == 2
+    assert r.zscore(keys.heartbeats, worker_id) is None and not r.exists(keys.worker_acks(worker_id))
+
+    # When that consumer fetches again within its beat interval (a call without the heartbeat)
+    consumer.message_cache.clear()
+    consumer.queued_message_ids.clear()
+    _fetch(consumer, 2)
+
+    # Then the worker is back in the heartbeats and its index, so the rids it now holds are recovered once it is gone
+    assert r.zscore(keys.heartbeats, worker_id) is not None
+    assert r.sismember(keys.worker_acks(worker_id), "default")
+    _stall(client, consumer)
+    make_client(JOBS).broker._call("heartbeat", "default", [], maintenance=True)
+    assert r.llen(keys.pending("default")) == 2

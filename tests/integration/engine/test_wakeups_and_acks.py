@@ -237,3 +237,36 @@ def test_a_wake_up_and_the_fetch_after_it_are_one_round_trip(
     waiting.join(10)
     assert calls == ["fetch"]  # the empty one before the wait
     assert len(got) == 1 and got[0] is not None and got[0].message_id == ref.id
+
+
+def test_an_idle_consumer_makes_one_wait_and_one_fetch_per_idle_interval(
+    make_client: Callable[..., Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an idle consumer with short waits and no maintenance pass due
+    monkeypatch.setattr(broker_module, "IDLE_WAIT_MAX_S", 0.05)
+    client = make_client(JOBS)
+    client.broker.maintenance_interval = float("inf")
+    consumer = _consumer(client.broker)
+    calls: list[str] = []
+    real_call = consumer._call
+
+    def counted(command: str, *args: Any, maintenance: bool = False) -> Any:
+        calls.append(command)
+        return real_call(command, *args, maintenance=maintenance)
+
+    consumer._call = counted  # type: ignore[method-assign]
+    waits: list[float] = []
+    real_wait = consumer._wait_then_fetch
+
+    def counted_wait(wait: float) -> Any:
+        waits.append(wait)
+        return real_wait(wait)
+
+    consumer._wait_then_fetch = counted_wait  # type: ignore[method-assign]
+
+    # When it looks ten times and finds nothing
+    assert [next(consumer) for _ in range(10)] == [None] * 10
+
+    # Then each look was one wait with its pipelined fetch, and only the first look made a fetch of its own
+    assert len(waits) == 10
+    assert calls == ["fetch"]

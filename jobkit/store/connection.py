@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 import redis
@@ -74,24 +75,22 @@ class _CPacked:
 
     def pack_command(self, *args: Any) -> list[bytes]:
         if _pack_in_c is not None and not (isinstance(args[0], str) and " " in args[0]):
-            try:
+            with suppress(TypeError):  # an argument hiredis does not take: redis-py's packer below
                 return [_pack_in_c(args)]
-            except TypeError:
-                pass
         packed: list[bytes] = super().pack_command(*args)  # type: ignore[misc]
         return packed
 
 
 class _Connection(_CPacked, aio.Connection):
-    pass
+    """A TCP connection packing with hiredis."""
 
 
 class _UnixConnection(_CPacked, aio.UnixDomainSocketConnection):
-    pass
+    """A Unix-socket connection packing with hiredis."""
 
 
 class _SSLConnection(_CPacked, aio.SSLConnection):
-    pass
+    """A TLS connection packing with hiredis."""
 
 
 def async_twin(client: redis.Redis) -> AsyncRedis | None:

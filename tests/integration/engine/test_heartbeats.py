@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import cast
 
-from dramatiq.broker import MessageProxy
-
-from jobkit.engine.broker import JobkitBroker, JobkitConsumer
+from jobkit.engine.broker import JobkitConsumer
 from jobkit.services.client import Client
+from tests.support.consumers import consumer_of, fetch
 
 JOBS = """
 queues: {default: {weight: 1}}
 tasks:
   t:noop: {handler: "tests.handlers:noop", queue: default}
 """
-
-
-def _consumer(broker: JobkitBroker, prefetch: int) -> JobkitConsumer:
-    return cast(JobkitConsumer, broker.consume("default", prefetch=prefetch, timeout=100))
-
-
-def _fetch(consumer: JobkitConsumer, count: int) -> list[MessageProxy]:
-    found: list[MessageProxy] = []
-    while len(found) < count:
-        message = next(consumer)
-        if message is not None:
-            found.append(message)
-    return found
 
 
 def _stall(client: Client, consumer: JobkitConsumer) -> None:
@@ -46,8 +31,8 @@ def test_a_worker_taken_for_dead_beats_again_and_what_it_fetches_after_is_recove
     client, rescuer = make_client(JOBS), make_client(JOBS)
     r, keys, worker_id = client.broker.client, client.broker.keys, client.broker.broker_id
     client.dispatch_many("t:noop", [{}] * 2)
-    stalled = _consumer(client.broker, prefetch=4)
-    _fetch(stalled, 2)
+    stalled = consumer_of(client.broker, prefetch=4)
+    fetch(stalled, 2)
     assert r.sismember(keys.worker_acks(worker_id), "default")
     beat = r.zscore(keys.heartbeats, worker_id)
 
@@ -63,7 +48,7 @@ def test_a_worker_taken_for_dead_beats_again_and_what_it_fetches_after_is_recove
     assert not r.exists(keys.worker_acks(worker_id)) and r.zscore(keys.heartbeats, worker_id) is None
 
     # Then its next call beats again and puts the queue back in its index, so what it fetches then is recoverable
-    _fetch(stalled, 2)  # the same two, handed back
+    fetch(stalled, 2)  # the same two, handed back
     assert r.zscore(keys.heartbeats, worker_id) is not None
     assert r.sismember(keys.worker_acks(worker_id), "default")
     _stall(client, stalled)
@@ -78,15 +63,15 @@ def test_a_fetch_after_the_worker_released_itself_puts_it_back_where_recovery_lo
     client = make_client(JOBS)
     r, keys, worker_id = client.broker.client, client.broker.keys, client.broker.broker_id
     client.dispatch_many("t:noop", [{}] * 2)
-    consumer = _consumer(client.broker, prefetch=4)
-    _fetch(consumer, 2)
+    consumer = consumer_of(client.broker, prefetch=4)
+    fetch(consumer, 2)
     assert client.broker.release() == 2
     assert r.zscore(keys.heartbeats, worker_id) is None and not r.exists(keys.worker_acks(worker_id))
 
     # When that consumer fetches again within its beat interval (a call without the heartbeat)
     consumer.message_cache.clear()
     consumer.queued_message_ids.clear()
-    _fetch(consumer, 2)
+    fetch(consumer, 2)
 
     # Then the worker is back in the heartbeats and its index, so the rids it now holds are recovered once it is gone
     assert r.zscore(keys.heartbeats, worker_id) is not None

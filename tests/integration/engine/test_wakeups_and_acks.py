@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import dramatiq
 import pytest
@@ -13,10 +13,11 @@ import redis
 from dramatiq.broker import MessageProxy
 
 from jobkit.engine import broker as broker_module
-from jobkit.engine.broker import JobkitBroker, JobkitConsumer
+from jobkit.engine.broker import JobkitConsumer
 from jobkit.services.client import Client
 from jobkit.services.queues import Queues
 from tests.support import wait_for
+from tests.support.consumers import consumer_of, count_calls, fetch
 
 JOBS = """
 queues: {default: {weight: 1}}
@@ -29,19 +30,6 @@ def _tokens(client: Client) -> int:
     return int(client.broker.client.llen(client.broker.keys.wakeup("default")))
 
 
-def _consumer(broker: JobkitBroker, prefetch: int = 10) -> JobkitConsumer:
-    return cast(JobkitConsumer, broker.consume("default", prefetch=prefetch, timeout=100))
-
-
-def _fetch(consumer: JobkitConsumer, count: int) -> list[MessageProxy]:
-    found: list[MessageProxy] = []
-    while len(found) < count:
-        message = next(consumer)
-        if message is not None:
-            found.append(message)
-    return found
-
-
 def test_an_enqueue_onto_an_empty_queue_leaves_one_token_and_a_fetch_that_takes_all_drops_it(
     make_client: Callable[..., Client],
 ) -> None:
@@ -50,12 +38,12 @@ def test_an_enqueue_onto_an_empty_queue_leaves_one_token_and_a_fetch_that_takes_
         client.dispatch("t:noop")
     assert _tokens(client) == 1  # only the first enqueue found the queue empty
 
-    consumer = _consumer(client.broker, prefetch=2)
-    _fetch(consumer, 2)
+    consumer = consumer_of(client.broker, prefetch=2)
+    fetch(consumer, 2)
     assert _tokens(client) == 1  # work is left behind: another idle consumer may take it
 
     consumer.prefetch = 100
-    _fetch(consumer, 3)
+    fetch(consumer, 3)
     next(consumer)  # comes back empty
     assert _tokens(client) == 0
 
@@ -69,7 +57,7 @@ def test_a_delayed_task_and_a_resume_wake_idle_consumers_and_a_paused_fetch_drop
     assert _tokens(client) == 1  # a consumer waiting past its due time looks again
 
     queues.pause("default")
-    consumer = _consumer(client.broker)
+    consumer = consumer_of(client.broker)
     assert next(consumer) is None
     assert consumer.paused and _tokens(client) == 0  # else its consumers would wake again and again
 
@@ -115,8 +103,8 @@ def test_an_ack_waiting_behind_one_in_flight_has_not_touched_redis_and_a_dead_wo
     # Given a worker that ran a task and whose ack waits behind another ack call that is out
     crashed = make_client(JOBS, heartbeat_timeout=timedelta(milliseconds=300))
     crashed.dispatch("t:noop")
-    consumer = _consumer(crashed.broker)
-    (message,) = _fetch(consumer, 1)
+    consumer = consumer_of(crashed.broker)
+    (message,) = fetch(consumer, 1)
     consumer._ack_sending = True
     waiting = _acks_in_threads(consumer, [message])
     queues = Queues(crashed)
@@ -125,7 +113,7 @@ def test_an_ack_waiting_behind_one_in_flight_has_not_touched_redis_and_a_dead_wo
 
     # When that worker dies before the ack is sent, and another worker's maintenance finds it
     survivor = make_client(JOBS, heartbeat_timeout=timedelta(milliseconds=300))
-    other = _consumer(survivor.broker)
+    other = consumer_of(survivor.broker)
 
     def fetch_with_maintenance() -> MessageProxy | None:
         other.last_maintenance = -1e9  # orphan recovery rides along with this fetch
@@ -148,16 +136,9 @@ def test_acks_that_wait_behind_a_call_go_in_one_call_and_count_each_task_once(
     client = make_client(JOBS)
     for _ in range(3):
         client.dispatch("t:noop")
-    consumer = _consumer(client.broker)
-    messages = _fetch(consumer, 3)
-    calls: list[str] = []
-    real_call = consumer._call
-
-    def counted(command: str, *args: Any, maintenance: bool = False) -> Any:
-        calls.append(command)
-        return real_call(command, *args, maintenance=maintenance)
-
-    consumer._call = counted  # type: ignore[method-assign]
+    consumer = consumer_of(client.broker)
+    messages = fetch(consumer, 3)
+    calls = count_calls(consumer)
     consumer._ack_sending = True
     _let_go(consumer, _acks_in_threads(consumer, messages))
 
@@ -173,8 +154,8 @@ def test_eight_threads_acking_at_once_all_return_each_task_counted_once_and_fewe
     # Given 800 fetched tasks and eight threads that ack 100 each, as fast as they can
     client = make_client(JOBS)
     client.dispatch_many("t:noop", [{}] * 800)
-    consumer = _consumer(client.broker, prefetch=800)
-    messages = _fetch(consumer, 800)
+    consumer = consumer_of(client.broker, prefetch=800)
+    messages = fetch(consumer, 800)
     calls: list[int] = []
     real_call = consumer._call
 
@@ -213,15 +194,8 @@ def test_a_wake_up_and_the_fetch_after_it_are_one_round_trip(
     # machine cannot time the wait out before the enqueue)
     monkeypatch.setattr(broker_module, "IDLE_WAIT_MAX_S", 2.0)
     client = make_client(JOBS)
-    consumer = _consumer(client.broker)
-    calls: list[str] = []
-    real_call = consumer._call
-
-    def counted(command: str, *args: Any, maintenance: bool = False) -> Any:
-        calls.append(command)
-        return real_call(command, *args, maintenance=maintenance)
-
-    consumer._call = counted  # type: ignore[method-assign]
+    consumer = consumer_of(client.broker)
+    calls = count_calls(consumer)
     got: list[MessageProxy | None] = []
     waiting = threading.Thread(target=lambda: got.append(next(consumer)))
     waiting.start()
@@ -246,15 +220,8 @@ def test_an_idle_consumer_makes_one_wait_and_one_fetch_per_idle_interval(
     monkeypatch.setattr(broker_module, "IDLE_WAIT_MAX_S", 0.05)
     client = make_client(JOBS)
     client.broker.maintenance_interval = float("inf")
-    consumer = _consumer(client.broker)
-    calls: list[str] = []
-    real_call = consumer._call
-
-    def counted(command: str, *args: Any, maintenance: bool = False) -> Any:
-        calls.append(command)
-        return real_call(command, *args, maintenance=maintenance)
-
-    consumer._call = counted  # type: ignore[method-assign]
+    consumer = consumer_of(client.broker)
+    calls = count_calls(consumer)
     waits: list[float] = []
     real_wait = consumer._wait_then_fetch
 

@@ -221,7 +221,7 @@ def test_retries_counts_the_final_failure_too_so_on_failure_can_tell_it(
         raise ConnectionError("down")
 
     with running_worker(broker):
-        before = time.time() * 1000
+        before = int(time.time() * 1000)  # whole ms, as Dramatiq's requeue_timestamp (the run may take under 1 ms)
         fails.send()
         waiting = wait_for(lambda: retry_message(redis_client, namespace), what="the retry")
         after = time.time() * 1000

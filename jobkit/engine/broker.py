@@ -574,16 +574,14 @@ class JobkitConsumer(Consumer):
             # A timeout here is a Redis that stalled for PIPELINED_WAIT_MARGIN_S or more past the wait: raised, as
             # for any other call of the consumer.
             _, reply = pipe.execute(raise_on_error=False)
-        except BaseException:
+            if isinstance(reply, Exception):
+                raise reply
+        except BaseException as exc:
             if beat:
                 self._beat_at = -math.inf  # the next call beats instead
-            raise
-        if isinstance(reply, Exception):
-            if beat:
-                self._beat_at = -math.inf
-            if isinstance(reply, NoScriptError):  # Redis lost its scripts (a restart): the next fetch loads it
+            if isinstance(exc, NoScriptError):  # Redis lost its scripts (a restart): the next fetch loads it
                 return None
-            raise reply
+            raise
         return list(reply)
 
     def _took(self, reply: list[Any], now: float) -> tuple[int, bool]:

@@ -280,11 +280,15 @@ local function drop_archived(n)
     end
 end
 
--- Drop up to `budget` of the archived messages that are past their age or beyond the size cap (the oldest first:
--- both are the lowest scores), so even a set an operator filled far past the cap shrinks a batch at a time.
-local function trim_archived(budget)
-    local expired = redis.call("zcount", Q.dead, "-inf", now - dead_ttl)
-    drop_archived(math.min(math.max(expired, redis.call("zcard", Q.dead) - dead_max), budget))
+-- Drop up to `budget` of the archived messages beyond the size cap and (unless `cap_only`, as on an ack, which leaves
+-- age to the maintenance pass) past their age: the oldest first (both are the lowest scores), so even a set an
+-- operator filled far past the cap shrinks a batch at a time.
+local function trim_archived(budget, cap_only)
+    local surplus = redis.call("zcard", Q.dead) - dead_max
+    if not cap_only then
+        surplus = math.max(surplus, redis.call("zcount", Q.dead, "-inf", now - dead_ttl))
+    end
+    drop_archived(math.min(surplus, budget))
 end
 
 -- Completed records are bounded by age and by count as they are written, so trimming keeps pace with any throughput
@@ -567,12 +571,8 @@ elseif command == "ack" then
     end
     finish_completions()
     publish_completed(completed)
-    -- What an operator archived in bulk beyond the cap goes too, a few per acknowledged task (what is past its age
-    -- is the maintenance pass's: one ZCARD here).
-    local surplus = redis.call("zcard", Q.dead) - dead_max
-    if surplus > 0 then
-        drop_archived(math.min(surplus, TRIM_PER_ACK * math.floor((#ARGV - A + 1) / ACK_ARGS)))
-    end
+    -- What an operator archived in bulk beyond the cap goes too, a few per acknowledged task (one ZCARD).
+    trim_archived(TRIM_PER_ACK * math.floor((#ARGV - A + 1) / ACK_ARGS), true)
 
 elseif command == "nack" then
     -- args: rid, message as it ended (with its final error), unique lock key, message id, "archived" | "canceled"

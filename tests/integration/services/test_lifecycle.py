@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any, cast
 
 import dramatiq
 import pytest
@@ -69,7 +70,7 @@ def test_a_completion_is_published_only_to_a_registered_waiter(
     client: Client, worker: dramatiq.Worker, redis_client: redis.Redis
 ) -> None:
     # Given a listener on every task's "finished" channel (what a waiter subscribes to)
-    listener = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    listener: redis.client.PubSub = cast(Any, redis_client).pubsub(ignore_subscribe_messages=True)
     listener.psubscribe(client.broker.keys.finished("*"))
     try:
         # When 20 tasks complete with no one waiting for them

@@ -135,3 +135,41 @@ def test_progress_keeps_the_latest_and_hands_each_change_to_the_writer_once() ->
         leave()
     assert run.progress_written
     progress(5)  # outside a task: nothing happens
+
+
+def test_an_asyncio_handler_on_dramatiqs_event_loop_thread_reports_to_the_task_of_the_worker_thread() -> None:
+    import logging
+
+    from dramatiq.asyncio import EventLoopThread
+
+    loop_thread = EventLoopThread(logging.getLogger("test"))
+    loop_thread.start()
+    run = Running("m3", "default")
+    seen: dict[str, Any] = {}
+
+    async def handler() -> None:
+        seen["thread"] = threading.get_ident()
+        progress(7, 10, note="async")
+
+    enter(run)
+    try:
+        loop_thread.run_coroutine(handler())
+    finally:
+        leave()
+        loop_thread.stop()  # type: ignore[no-untyped-call]
+    assert seen["thread"] != threading.get_ident()  # it ran on the loop's thread
+    reported = run.progress
+    assert reported is not None and (reported["done"], reported["percent"], reported["note"]) == (7, 70.0, "async")
+
+
+def test_progress_on_a_thread_that_never_ran_a_task_does_nothing() -> None:
+    outcome: dict[str, Any] = {}
+
+    def main() -> None:
+        progress(1, 2)
+        outcome["current"] = running_module.current()
+
+    thread = threading.Thread(target=main)
+    thread.start()
+    thread.join(5)
+    assert outcome == {"current": None}

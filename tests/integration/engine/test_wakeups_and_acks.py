@@ -237,3 +237,21 @@ def test_an_idle_consumer_makes_one_wait_and_one_fetch_per_idle_interval(
     # Then each look was one wait with its pipelined fetch, and only the first look made a fetch of its own
     assert len(waits) == 10
     assert calls == ["fetch"]
+
+
+def test_a_busy_consumer_refills_once_half_its_slots_are_free(make_client: Callable[..., Client]) -> None:
+    client = make_client(JOBS)
+    for _ in range(20):
+        client.dispatch("t:noop")
+    consumer = consumer_of(client.broker, prefetch=10)
+    messages = fetch(consumer, 10)
+    calls = count_calls(consumer)
+    for message in messages[:4]:
+        consumer.ack(message)
+    assert next(consumer) is None  # 4 of 10 slots free: not worth a fetch yet
+    assert "fetch" not in calls
+
+    consumer.ack(messages[4])
+    assert len(fetch(consumer, 5)) == 5  # half free: one fetch refills the five
+    assert calls.count("fetch") == 1
+    assert client.broker.client.llen(client.broker.keys.pending("default")) == 5  # 20 - 10 - 5 left in the queue

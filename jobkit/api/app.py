@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from importlib.metadata import version
-from typing import Any
 
-from litestar import Litestar, Request
+from litestar import Litestar
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -15,7 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from jobkit.api.dashboard import DASHBOARD_ROUTES
 from jobkit.api.errors import EXCEPTION_HANDLERS
 from jobkit.api.routes import JobsController, Services, health, metrics
-from jobkit.api.security import BEARER
+from jobkit.api.security import BEARER, json_bodies_only
 from jobkit.api.system_routes import SYSTEM_ROUTES
 from jobkit.bootstrap import open_client
 from jobkit.config.settings import Settings
@@ -34,19 +32,6 @@ __all__ = ["BODY_OVERHEAD", "create_app", "json_bodies_only"]
 
 #: Room in a request body for what is not payload: dispatch options, a batch's list brackets.
 BODY_OVERHEAD = 16 * 1024
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-async def json_bodies_only(request: Request[Any, Any, Any]) -> None:
-    """A request that carries a body must say it is JSON (415 otherwise): a `text/plain` body is not parsed."""
-    headers = request.headers
-    has_body = headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers  # chunked too
-    if request.method in _BODY_METHODS and has_body:
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != "application/json":
-            raise HTTPException(
-                status_code=415, detail=f"the body must be application/json, found {media_type or 'no content type'!r}"
-            )
 
 
 def create_app(

@@ -55,7 +55,7 @@ from jobkit.engine.messages import UNIQUE_OPTION, Claim, Outgoing, Refused
 from jobkit.engine.running import CANCELED_OPTION
 from jobkit.engine.work_queue import WorkQueue
 from jobkit.errors import NotReplicated
-from jobkit.store.connection import async_twin
+from jobkit.store.connection import async_twin, exchange
 from jobkit.store.keys import Keys
 from jobkit.store.scripts import Scripts, script_source
 
@@ -471,15 +471,13 @@ class _Batcher:
         return answer
 
     async def _run(self, calls: list[list[Any]], replicated: bool) -> tuple[list[Any], int]:
-        """One pipeline of EVALSHA calls (and a WAIT after them when ``replicated``): the results, and how many
-        replicas acknowledged. EVALSHA rather than the Script object: redis-py's pipeline asks SCRIPT EXISTS in a
-        round trip of its own before every execute of a pipeline that holds a Script."""
-        pipe = self.script.registered_client.pipeline(transaction=False)
-        for args in calls:
-            pipe.evalsha(self.script.sha, len(self.keys), *self.keys, *args)
+        """One write of EVALSHA calls (and a WAIT after them when ``replicated``): the results, and how many
+        replicas acknowledged. EVALSHA rather than the Script object, which asks SCRIPT EXISTS first."""
+        head = ("EVALSHA", self.script.sha, len(self.keys), *self.keys)
+        commands: list[tuple[Any, ...]] = [(*head, *args) for args in calls]
         if replicated:  # one WAIT after the batch covers every write before it on this connection
-            pipe.execute_command("WAIT", 1, REPLICATION_TIMEOUT_MS)
-        results = await pipe.execute(raise_on_error=False)
+            commands.append(("WAIT", 1, REPLICATION_TIMEOUT_MS))
+        results = await exchange(self.script.registered_client, commands)
         replicas = 0
         if replicated:
             acknowledged = results.pop()

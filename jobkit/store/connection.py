@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 from contextlib import suppress
 from typing import Any
 
@@ -118,15 +120,23 @@ async def exchange(client: AsyncRedis, commands: list[tuple[Any, ...]]) -> list[
     connection is retried as the pool's retry policy says (one reconnect), then raised."""
     pool = client.connection_pool
     connection = await pool.get_connection()
+    limit = connection.socket_timeout
 
     async def once() -> list[Any]:
         await connection.send_packed_command(connection.pack_commands(commands))
         replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await connection.read_response())
-            except redis.ResponseError as error:
-                replies.append(error)
+        try:
+            # One deadline for the batch's replies (they come back together), not a timer per reply: a timer each
+            # was a third of the exchange's CPU (``math.inf``: the read itself sets none).
+            async with asyncio.timeout(limit):
+                for _ in commands:
+                    try:
+                        replies.append(await connection.read_response(timeout=math.inf))
+                    except redis.ResponseError as error:
+                        replies.append(error)
+        except TimeoutError:
+            await connection.disconnect()  # replies may still be on their way: the connection is out of step
+            raise redis.TimeoutError(f"no reply from Redis within {limit} s") from None
         return replies
 
     async def failed(_: Exception) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -57,3 +59,30 @@ def test_every_route_answers_503_fast_while_redis_is_down_and_recovers(
         for method, url, body in routes:
             response = http.request(method, url, json=body, headers=admin)
             assert response.status_code < 500, (url, response.text)
+
+
+def test_a_trigger_on_a_stalled_redis_answers_503_fast_and_the_next_one_works_once_it_answers(
+    own_redis: EmbeddedRedis, write_yaml: Callable[..., Path], tmp_path: Path
+) -> None:
+    settings = Settings(redis_url=own_redis.url, namespace="stall", data_dir=tmp_path / "var")
+    client = open_client(settings, load_project(write_yaml(API_JOBS)))
+    pid = int(client.redis.info("server")["process_id"])
+    method, url, body = USER_ROUTES[2]  # one task, one script call
+    admin = bearer("admin", "admin")
+    with TestClient(create_app(client=client, secret=SECRET)) as http:
+        assert http.request(method, url, json=body, headers=admin).status_code == 202  # the batch's connection is up
+        os.kill(pid, signal.SIGSTOP)  # accepts and buffers, answers nothing: the replies' deadline decides
+        try:
+            started = time.monotonic()
+            response = http.request(method, url, json=body, headers=admin)
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert response.status_code == 503, response.text
+        assert elapsed < 2.0, elapsed
+        # The connection that timed out was dropped (its late replies would answer the next batch's calls): the
+        # next trigger gets its own reply.
+        response = http.request(method, url, json=body, headers=admin)
+        assert response.status_code == 202, response.text
+        task_id = response.json()["task_id"]
+        assert client.redis.hget(client.keys.ids("default"), task_id) is not None

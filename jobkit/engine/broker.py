@@ -51,7 +51,7 @@ from dramatiq.middleware import Middleware, MiddlewareError
 from redis.exceptions import NoScriptError
 
 from jobkit.config.model import DEFAULT_RETENTION, DEFAULT_RETENTION_MAX, REPLICATION_TIMEOUT
-from jobkit.engine.messages import UNIQUE_OPTION, Claim, Outgoing, Refused
+from jobkit.engine.messages import UNIQUE_OPTION, Claim, Outgoing, Refused, encode_message
 from jobkit.engine.running import CANCELED_OPTION
 from jobkit.engine.work_queue import WorkQueue
 from jobkit.errors import NotReplicated
@@ -277,12 +277,12 @@ class JobkitBroker(RedisBroker):
         claims = _claim_args(outgoing.claims)
         if delay is None or delay <= 0:
             message.options.pop("jobkit_due", None)
-            return message, "enqueue", [rid, message.encode(), message.message_id, *claims]
+            return message, "enqueue", [rid, encode_message(message), message.message_id, *claims]
         kind = "retry" if outgoing.retry else "scheduled"
         # Rounded up: a task never becomes due before the time asked for.
         due = math.ceil(time.time() * 1000 + delay)
         message.options["jobkit_due"] = due  # pending (for latency) from then on
-        return message, "schedule", [rid, message.encode(), message.message_id, due, kind, *claims]
+        return message, "schedule", [rid, encode_message(message), message.message_id, due, kind, *claims]
 
     def _sent(self, outgoing: Outgoing, message: Message[Any], result: Any) -> tuple[Message[Any], Refused | None]:
         if result == 1:

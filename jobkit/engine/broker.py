@@ -277,12 +277,13 @@ class JobkitBroker(RedisBroker):
         claims = _claim_args(outgoing.claims)
         if delay is None or delay <= 0:
             message.options.pop("jobkit_due", None)
-            return message, "enqueue", [rid, encode_message(message), message.message_id, *claims]
+            return message, "enqueue", [rid, encode_message(message, outgoing.fresh), message.message_id, *claims]
         kind = "retry" if outgoing.retry else "scheduled"
         # Rounded up: a task never becomes due before the time asked for.
         due = math.ceil(time.time() * 1000 + delay)
         message.options["jobkit_due"] = due  # pending (for latency) from then on
-        return message, "schedule", [rid, encode_message(message), message.message_id, due, kind, *claims]
+        data = encode_message(message, outgoing.fresh)
+        return message, "schedule", [rid, data, message.message_id, due, kind, *claims]
 
     def _sent(self, outgoing: Outgoing, message: Message[Any], result: Any) -> tuple[Message[Any], Refused | None]:
         if result == 1:

@@ -25,11 +25,13 @@ import math
 import os
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import dramatiq
+import msgspec
 from dramatiq.encoder import JSONEncoder
 from dramatiq.message import Message
 
@@ -303,12 +305,23 @@ def new_message_id() -> str:
 
 
 _stock_json = json.JSONEncoder(separators=(",", ":")).encode
+_fast_json = msgspec.json.Encoder().encode
 
 
-def encode_message(message: Message[Any]) -> bytes:
-    """``message.encode()``, byte for byte. With Dramatiq's stock JSON encoder it is encoded by one encoder made
-    once (``json.dumps`` with ``separators`` makes a new one per call: a fifth of an encode); a project's own encoder
+def encode_message(message: Message[Any], checked: bool = False) -> bytes:
+    """What ``message.encode()`` stores. With Dramatiq's stock JSON encoder, a message whose payload the builder
+    ``checked`` (plain JSON: finite numbers, text keys) and whose JSON is all ASCII is encoded by msgspec, a third of
+    the time: the same bytes as Dramatiq's but for a float's exponent (``1e16``, not ``1e+16``) and an unescaped DEL,
+    so the same values for any decoder. Any other message (non-ASCII text, which search looks for as Dramatiq escapes
+    it, or a value msgspec refuses: an integer beyond 64 bits, a lone surrogate) byte for byte as Dramatiq encodes it,
+    by one encoder made once (``json.dumps`` with ``separators`` makes a new one per call). A project's own encoder
     (``dramatiq.set_encoder``) is used as it is."""
-    if type(dramatiq.get_encoder()) is JSONEncoder:
-        return _stock_json(message.asdict()).encode()
-    return message.encode()
+    if type(dramatiq.get_encoder()) is not JSONEncoder:
+        return message.encode()
+    data = message.asdict()
+    if checked:
+        with suppress(TypeError, ValueError, OverflowError, msgspec.EncodeError):
+            fast = _fast_json(data)
+            if fast.isascii():
+                return fast
+    return _stock_json(data).encode()

@@ -1,8 +1,9 @@
-"""The builder's message ids are uuid4 strings, and its encoding is Dramatiq's, byte for byte (or the project's own
-encoder, when it set one)."""
+"""The builder's message ids are uuid4 strings; a message is stored as Dramatiq encodes it: byte for byte, or (one
+the builder checked) as the same JSON values; and with the project's own encoder when it set one."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -31,9 +32,26 @@ def _message() -> Message[Any]:
     )  # fmt: skip
 
 
-def test_encoding_is_dramatiqs_byte_for_byte() -> None:
+def test_an_unchecked_message_is_encoded_as_dramatiq_does_byte_for_byte() -> None:
     message = _message()
     assert encode_message(message) == message.encode()
+
+
+def test_a_checked_ascii_message_carries_the_same_json_values() -> None:
+    message = _message().copy(kwargs={"name": 'Ann "A" \\ \n', "n": [1e100, 0.1, -(2**63)], "none": None})
+    data = encode_message(message, checked=True)
+    assert json.loads(data) == json.loads(message.encode())
+    assert Message.decode(data) == message  # what a worker reads back
+
+
+def test_a_checked_message_with_non_ascii_text_is_escaped_as_dramatiq_does() -> None:
+    message = _message()  # "Zoë ☃": search looks for text as Dramatiq escapes it
+    assert encode_message(message, checked=True) == message.encode()
+
+
+def test_a_value_msgspec_refuses_falls_back_to_dramatiqs_encoding() -> None:
+    message = _message().copy(kwargs={"big": 2**70})
+    assert encode_message(message, checked=True) == message.encode()
 
 
 @pytest.fixture
@@ -48,5 +66,5 @@ def pickle_encoder() -> Iterator[None]:
 @pytest.mark.usefixtures("pickle_encoder")
 def test_a_projects_own_encoder_is_used() -> None:
     message = _message()
-    assert encode_message(message) == message.encode()
+    assert encode_message(message) == encode_message(message, checked=True) == message.encode()
     assert not encode_message(message).startswith(b"{")

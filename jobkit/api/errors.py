@@ -16,6 +16,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from redis.exceptions import RedisError
 
 from jobkit.api.schemas import DuplicateBody, ErrorBody
+from jobkit.api.security import checked_claims
 from jobkit.config.payloads import MAX_DEPTH
 from jobkit.errors import (
     AuthError,
@@ -113,7 +114,7 @@ _TASK_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 
 def _duplicate(request: Request[Any, Any, Any], exc: DuplicateTask) -> Response[DuplicateBody]:
     text, holder = str(exc), exc.existing_id
-    claims = getattr(request.state, "claims", None)
+    claims = checked_claims(request)
     if claims is not None and claims.role == "user" and not (holder and _triggered_by(request, holder) == claims.sub):
         # A user token learns that the key is taken, not whose task holds it (its id would be another user's).
         text, holder = _TASK_ID.sub("another task", text), ""

@@ -9,7 +9,10 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from contextlib import suppress
 from typing import Any
+
+import msgspec
 
 from jobkit.config.model import TaskSpec
 from jobkit.errors import PayloadError, did_you_mean
@@ -84,12 +87,16 @@ def check_payload(task: TaskSpec, signature: inspect.Signature, payload: dict[st
 
 
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_fast = msgspec.json.Encoder().encode
 
 
 def json_size(payload: dict[str, Any]) -> int:
-    """The payload's size as compact UTF-8 JSON, in bytes."""
+    """The payload's size as compact UTF-8 JSON, in bytes (msgspec's: a tenth of the time of json.dumps, a byte less
+    for a float with an exponent; json.dumps for what msgspec refuses, an integer beyond 64 bits say)."""
     if not payload:
         return 2  # {}
+    with suppress(TypeError, ValueError, OverflowError, msgspec.EncodeError):
+        return len(_fast(payload))
     return len(_compact(payload).encode())
 
 

@@ -518,6 +518,9 @@ class JobkitConsumer(Consumer):
         self.queue_name = queue_name
         self.prefetch = prefetch
         self.timeout = timeout
+        #: How many messages the last fetch asked for, and whether it got them all (see __next__'s refill).
+        self._asked = 0
+        self._last_fetch_full = False
         self.message_cache: list[bytes] = []
         self.queued_message_ids: set[str] = set()
         self.last_call = 0.0
@@ -561,7 +564,7 @@ class JobkitConsumer(Consumer):
         Redis runs the fetch queued behind the BLPOP the moment the BLPOP is answered (a token, or the timeout), so
         a task enqueued onto an idle queue is on its way to a thread one round trip sooner. Returns the fetch's reply,
         or None when there was none to take (the next fetch looks again)."""
-        wanted = self.prefetch - self.outstanding_message_count
+        wanted = self._asked = self.prefetch - self.outstanding_message_count
         beat = self._beat()
         pipe = self.broker.client.pipeline(transaction=False)
         pipe.blpop([self.wakeup], timeout=wait)
@@ -591,6 +594,7 @@ class JobkitConsumer(Consumer):
         self._set_paused(bool(paused))
         if self.broker.work_queue is not None:
             self.broker.work_queue.note_fetch(self.queue_name, bool(data))
+        self._last_fetch_full = len(data) >= self._asked
         if data:
             self.message_cache = [item for item in data if item is not None]
         return int(next_due), bool(data)
@@ -807,14 +811,15 @@ class JobkitConsumer(Consumer):
             now = time.monotonic()
             self.slot_freed.clear()  # before counting: a slot freed after this point wakes the wait below
             wanted = self.prefetch - self.outstanding_message_count
-            if wanted < max(1, self.prefetch // 2):
-                # A busy consumer refills once half its slots are free, not at every free slot: the other half are
-                # still queued for (or running on) the threads, so no thread waits for it, and each fetch brings half
-                # a buffer (a busy drain made a fetch per 4.5 tasks, each a round trip and a script call for Redis;
-                # now one per 9). Dramatiq's default prefetch is twice the threads, so a queue alone keeps a message
-                # waiting for every thread. An idle consumer has every slot free and fetches at once; a prefetch of 1
-                # refills at its one free slot. Meanwhile: keep saying we are alive, learn about a pause within
-                # BUSY_POLL_S, and send start markers that found no other call to ride along with.
+            if wanted <= 0 or (wanted < self.prefetch // 2 and self._last_fetch_full):
+                # While its queue has more than it takes, a consumer refills once half its slots are free, not at
+                # every free slot: the other half are still queued for (or running on) the threads, so no thread
+                # waits for it, and each fetch brings half a buffer (a busy drain made a fetch per 4.5 tasks, each a
+                # round trip and a script call for Redis; now one per 9). Dramatiq's default prefetch is twice the
+                # threads, so a queue alone keeps a message waiting for every thread. Once a fetch comes back short
+                # (the queue ran dry: tasks now come one by one), it takes each free slot at once, as Dramatiq does.
+                # Meanwhile: keep saying we are alive, learn about a pause within BUSY_POLL_S, and send start markers
+                # that found no other call to ride along with.
                 oldest = self.broker.oldest_unsent_start()
                 if now - self.last_call >= BUSY_POLL_S or (oldest is not None and now - oldest > START_FLUSH_S):
                     self._set_paused(bool(self._call("heartbeat")))
@@ -831,6 +836,7 @@ class JobkitConsumer(Consumer):
                 # a fetch of its own.
                 next_due = idle_due
             else:
+                self._asked = wanted
                 next_due, found = self._took(self._call("fetch", wanted, maintenance=maintenance), now)
                 if found:
                     return self.__next__() if self.message_cache else None

@@ -255,3 +255,18 @@ def test_a_busy_consumer_refills_once_half_its_slots_are_free(make_client: Calla
     assert len(fetch(consumer, 5)) == 5  # half free: one fetch refills the five
     assert calls.count("fetch") == 1
     assert client.broker.client.llen(client.broker.keys.pending("default")) == 5  # 20 - 10 - 5 left in the queue
+
+
+def test_once_its_queue_ran_dry_a_consumer_takes_each_new_task_at_its_free_slot(
+    make_client: Callable[..., Client],
+) -> None:
+    client = make_client(JOBS)
+    for _ in range(8):
+        client.dispatch("t:noop")
+    consumer = consumer_of(client.broker, prefetch=10)
+    fetch(consumer, 8)  # asked for 10, got 8: the queue ran dry
+    calls = count_calls(consumer)
+    late = client.dispatch("t:noop")
+    (message,) = fetch(consumer, 1)  # 2 of 10 slots free: taken at once, as Dramatiq would
+    assert message.message_id == late.id
+    assert calls.count("fetch") == 1

@@ -170,7 +170,7 @@ async def _dispatch(
         raise InvalidRequest("triggered_by: the API sets it from the token; it is not a payload field")
     services = _services(request)
     try:
-        return await services.client.dispatch_async(task, triggered_by=claims_of(request).sub, **options, **payload)
+        return await services.client.dispatch_parts_async(task, payload, options, claims_of(request).sub)
     except UnknownQueue as exc:  # in a body, an unknown queue is bad input rather than a missing resource
         raise InvalidRequest(f"queue: {exc}") from None
 
@@ -213,6 +213,8 @@ async def _event_stream(
 
 def _depth(value: Any) -> int:
     """How deeply lists and mappings nest in ``value`` (without recursion: a hostile body may nest very deep)."""
+    if isinstance(value, dict) and not any(isinstance(child, dict | list) for child in value.values()):
+        return 1  # a flat payload, most of them: no walk
     deepest, stack = 0, [(value, 0)]
     while stack:
         node, level = stack.pop()

@@ -161,6 +161,18 @@ class Client:
         """:meth:`dispatch` for an event loop (the API): the same arguments and checks, the enqueue awaited on
         asyncio Redis; ``triggered_by`` (a token's ``sub``) is kept with the task."""
         options, payload = _split(options_and_payload)
+        return await self.dispatch_parts_async(task, payload, options, triggered_by)
+
+    async def dispatch_parts_async(
+        self, task: str, payload: dict[str, Any], options: dict[str, Any], triggered_by: str | None = None
+    ) -> TaskRef:
+        """:meth:`dispatch_async` with the payload and the dispatch options apart (the API's, which has them apart:
+        no keyword mapping to build and split again). A payload field with a dispatch option's name is the option,
+        as in :meth:`dispatch_async`."""
+        if not DISPATCH_OPTION_NAMES.isdisjoint(payload):
+            if clash := sorted(options.keys() & payload.keys()):
+                raise DispatchError(f"{task}: {clash[0]!r} is given twice, as a dispatch option and in the payload")
+            options, payload = _split({**options, **payload})
         workflow = self._workflow(task, options)
         if workflow is not None:  # a run writes its state first: the blocking path, off the loop
             return await asyncio.to_thread(self.start_workflow, workflow, payload, triggered_by)
@@ -195,6 +207,9 @@ class Client:
         if refused is not None:
             raise duplicate_error(outgoing.task, refused.holder)
         return TaskRef(id=message.message_id, queue=message.queue_name, task=outgoing.task, _lifecycle=self.lifecycle)
+
+
+DISPATCH_OPTION_NAMES = frozenset(DISPATCH_OPTIONS)
 
 
 def _split(arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

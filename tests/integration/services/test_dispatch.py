@@ -17,6 +17,7 @@ from jobkit.engine.broker import JobkitBroker
 from jobkit.engine.messages import Claim, Outgoing, Refused
 from jobkit.errors import DispatchError, PayloadError, UnknownQueue, UnknownTask
 from jobkit.services.client import Client
+from jobkit.services.queues import Queues
 from tests.support import attempts, wait_for
 
 
@@ -139,3 +140,25 @@ def test_a_claimed_send_enqueues_exactly_once_per_claim_key(broker: JobkitBroker
     assert first is None and other is None
     assert second is not None and second.claim.kind == "fire"
     assert broker.do_qsize("default") == 2
+
+
+def test_the_apis_dispatch_with_payload_and_options_apart_reads_them_as_dispatch_async_does(
+    client: Client, redis_client: redis.Redis, namespace: str
+) -> None:
+    import asyncio
+
+    async def dispatches() -> tuple[list[str], DispatchError | None]:
+        apart = await client.dispatch_parts_async("test:greet", {"name": "Ann"}, {"delay": 60}, "ann")
+        merged = await client.dispatch_async("test:greet", triggered_by="ann", name="Ann", delay=60)
+        # An option name in the payload is the option, as for dispatch(); given both ways, it is refused
+        moved = await client.dispatch_parts_async("test:greet", {"name": "Bo", "delay": 60}, {})
+        try:
+            await client.dispatch_parts_async("test:greet", {"name": "Cy", "delay": 5}, {"delay": 60})
+        except DispatchError as exc:
+            return [apart.id, merged.id, moved.id], exc
+        return [apart.id, merged.id, moved.id], None
+
+    ids, refused = asyncio.run(dispatches())
+    assert redis_client.zcard(f"{namespace}:default.scheduled") == 3  # all delayed: the same option each way
+    assert [Queues(client).task("default", task_id).triggered_by for task_id in ids[:2]] == ["ann", "ann"]
+    assert refused is not None and "'delay' is given twice" in str(refused)

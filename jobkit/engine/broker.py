@@ -621,8 +621,9 @@ class JobkitConsumer(Consumer):
                 most = self._queue_cap()
             unique = options.get(UNIQUE_OPTION, "")  # its lock ends in the same call
             # The record's score is when it is kept until to the microsecond, so "the newest" the count cap keeps
-            # is exact even for completions within one millisecond.
-            args = [rid, message.message_id, "ok", retention, completed, unique, most, f"{at:.3f}"]
+            # is exact even for completions within one millisecond; sent as text, which the script passes on as it
+            # is (a number it passed would be formatted again by Redis).
+            args = [rid, message.message_id, "ok", retention, completed, unique, most, f"{at + retention:.3f}"]
         # The slot is free before the ack is in Redis: an ack waiting for its batch must not hold the consumer's
         # refill back (weighted shares depend on every queue's buffer refilling promptly).
         self.queued_message_ids.discard(message.message_id)

@@ -98,6 +98,9 @@ if command == "enqueue_many" then
 end
 
 local now = tonumber(ARGV[2])
+-- The same time as text, for the commands that take it as an argument: Redis 6.2 formats each number a script passes
+-- with snprintf("%.17g"), a cost per argument that ARGV's own text does not have.
+local now_text = ARGV[2]
 local worker_id = ARGV[4]
 local heartbeat_timeout = tonumber(ARGV[5])
 local dead_ttl = tonumber(ARGV[6])
@@ -120,7 +123,7 @@ local COUNTER_TTL = 91 * 86400 -- seconds: 90 days of history
 -- its next call, which puts the queue back.
 local function heartbeat()
     if beat then
-        redis.call("zadd", K.heartbeats, now, worker_id)
+        redis.call("zadd", K.heartbeats, now_text, worker_id)
         redis.call("sadd", K.worker_acks(worker_id), queue)
     end
 end
@@ -151,7 +154,7 @@ local function mark_started()
         for i = 1, #rids do
             if held[i] == 1 then
                 fields[#fields + 1] = rids[i]
-                fields[#fields + 1] = now
+                fields[#fields + 1] = now_text
             end
         end
         if #fields > 0 then
@@ -190,7 +193,7 @@ end
 
 -- Move due rids of one sorted set to the end of the pending list.
 local function forward(zset)
-    local due = redis.call("zrangebyscore", zset, "-inf", now, "LIMIT", 0, FORWARD_BATCH)
+    local due = redis.call("zrangebyscore", zset, "-inf", now_text, "LIMIT", 0, FORWARD_BATCH)
     for i = 1, #due do
         redis.call("rpush", Q.pending, due[i])
     end
@@ -299,7 +302,8 @@ end
 local TRIM_PER_ACK = 4
 
 local function trim_completed(cap, budget)
-    local n = math.min(math.max(redis.call("zcount", Q.done, "-inf", now), redis.call("zcard", Q.done) - cap), budget)
+    local n = math.min(math.max(redis.call("zcount", Q.done, "-inf", now_text), redis.call("zcard", Q.done) - cap),
+        budget)
     if n > 0 then
         local oldest = redis.call("zrange", Q.done, 0, n - 1)
         redis.call("hdel", Q.done_messages, unpack(oldest))
@@ -311,15 +315,16 @@ end
 -- (ZADD and HSET arguments), written with one command each (see finish_completions).
 local completions = {n = 0, cap = math.huge, longest = 0, scores = {}, records = {}}
 
--- Keep a completed task's record (message id -> data) for `retention` ms from `at` (ms, with a fraction) among at most
--- `cap` of its queue. The records, the keys' expiry and the trimming are written once per call, in finish_completions.
-local function keep_completed(message_id, data, retention, cap, at)
+-- Keep a completed task's record (message id -> data) for `retention` ms, until `kept_until` (ms with a fraction: the
+-- caller's text, passed on as it is), among at most `cap` of its queue. The records, the keys' expiry and the trimming
+-- are written once per call, in finish_completions.
+local function keep_completed(message_id, data, retention, cap, kept_until)
     completions.n = completions.n + 1
     if retention <= 0 or cap <= 0 then
         return -- nothing kept: only what has expired goes
     end
     local scores, records = completions.scores, completions.records
-    scores[#scores + 1] = at + retention
+    scores[#scores + 1] = kept_until
     scores[#scores + 1] = message_id
     records[#records + 1] = message_id
     records[#records + 1] = data
@@ -386,7 +391,7 @@ end
 local function trim()
     trim_archived(TRIM_BATCH)
     trim_completed(math.huge, TRIM_BATCH)
-    redis.call("zremrangebyscore", K.waiters, "-inf", now)
+    redis.call("zremrangebyscore", K.waiters, "-inf", now_text)
 end
 
 -- Hand back the rids a worker held on queue q (to the head of the queue; canceled ones to the archive) and forget
@@ -513,8 +518,12 @@ local function ack_one(at, held, completed)
             local message_id = ARGV[at + 1]
             forget_id(message_id, rid)
             release_unique(ARGV[at + 5], message_id)
-            keep_completed(message_id, ARGV[at + 4], tonumber(ARGV[at + 3]), tonumber(ARGV[at + 6]),
-                tonumber(ARGV[at + 7]) or now)
+            local retention = tonumber(ARGV[at + 3])
+            local kept_until = ARGV[at + 7]
+            if kept_until == "" then
+                kept_until = now + retention
+            end
+            keep_completed(message_id, ARGV[at + 4], retention, tonumber(ARGV[at + 6]), kept_until)
             completed[#completed + 1] = message_id
         end
     end
@@ -547,7 +556,7 @@ if command == "fetch" then
         -- own exit finalizer while a consumer thread still fetches): then the index and the heartbeat come back, so
         -- orphan recovery finds these rids once the worker is gone.
         if redis.call("sadd", K.worker_acks(worker_id), queue) == 1 then
-            redis.call("zadd", K.heartbeats, "NX", now, worker_id)
+            redis.call("zadd", K.heartbeats, "NX", now_text, worker_id)
         end
         local data = redis.call("hmget", Q.messages, unpack(rids))
         for i = 1, #data do
@@ -563,7 +572,8 @@ elseif command == "heartbeat" then
 elseif command == "ack" then
     -- args, ACK_ARGS per message (a consumer sends the acks that gathered while its previous call was out in one):
     -- rid, message id, "ok" | "retry" | "deferred", retention ms, completed message, unique lock key ("" for none),
-    -- how many completed records the queue keeps at most (retention.max), completion time (ms with a fraction)
+    -- how many completed records the queue keeps at most (retention.max), when the record's retention ends (ms with a
+    -- fraction: completion time + retention, "" for now + retention)
     -- ("deferred": a rate or concurrency limit put the message back with a delay before it ran; not counted)
     local held, completed = settle_acked(), {}
     for at = A, #ARGV, ACK_ARGS do
@@ -579,7 +589,7 @@ elseif command == "nack" then
     -- (a canceled task counts as processed, not failed)
     local rid, message_id, state = ARGV[A], ARGV[A + 3], ARGV[A + 4]
     if settle(rid) then
-        redis.call("zadd", Q.dead, now, rid)
+        redis.call("zadd", Q.dead, now_text, rid)
         redis.call("hset", Q.dead_messages, rid, ARGV[A + 1])
         count(state ~= "canceled")
         release_unique(ARGV[A + 2], message_id)

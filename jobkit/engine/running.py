@@ -175,6 +175,8 @@ _SINK = Running("", "")
 #: event-loop thread with the worker thread's context, sees the same task. Outside a task (and on a thread that never
 #: ran one) it is the sink.
 _running: contextvars.ContextVar[Running] = contextvars.ContextVar("jobkit_running", default=_SINK)
+#: Its ``get``, bound once: ``progress()`` calls it without looking the method up on every call (about 2 ns of its 18).
+_current_running = _running.get
 
 
 def current() -> Running | None:
@@ -200,7 +202,7 @@ def progress(done: float, total: float | None = None, note: str | None = None) -
     Costs three attribute stores, so it can sit in a tight loop: the worker writes the latest value to Redis every
     half second (from its own thread), and keeps the last one with the task when it ends. Outside a task it does
     nothing (it writes to the sink)."""
-    running = _running.get()
+    running = _current_running()
     running.done = done
     running.total = total
     running.note = note
